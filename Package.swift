@@ -78,6 +78,6 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["hemstream", "TestSupport", "JSON"]),
+            dependencies: ["hemstream", "TestSupport", "JSON", "AWSWire"]),
     ]
 )
