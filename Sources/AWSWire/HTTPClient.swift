@@ -1,0 +1,300 @@
+import CCurl
+import CCurlShim
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Response headers with case-insensitive lookup (names stored lowercased).
+public struct HTTPHeaders: Sendable {
+    public private(set) var fields: [(name: String, value: String)] = []
+    public init() {}
+    public init(_ pairs: [(String, String)]) { for (n, v) in pairs { add(n, v) } }
+    mutating func add(_ name: String, _ value: String) { fields.append((name.lowercased(), value)) }
+    mutating func removeAll() { fields.removeAll() }
+    public subscript(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return fields.first(where: { $0.name == lower })?.value
+    }
+}
+
+/// One HTTP request as curl sends it: the URL is final (already encoded), headers are sent
+/// exactly as given.
+struct HTTPRequest: Sendable {
+    var method: String
+    var url: String
+    var headers: [(String, String)]
+    var body: [UInt8]
+    var connectTimeout: Double
+    /// Whole-request limit in seconds; 0 means none (streamed downloads use a low-speed limit).
+    var timeout: Double
+}
+
+struct HTTPResponse: Sendable {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: [UInt8]
+}
+
+/// A failure below HTTP: curl's code and text, with the endpoint it was talking to.
+struct TransportError: Error, Sendable {
+    var curlCode: Int
+    var message: String
+    var endpoint: String
+    var isTimeout: Bool { curlCode == Int(CURLE_OPERATION_TIMEDOUT.rawValue) }
+    var isRetryable: Bool {
+        switch CURLcode(rawValue: UInt32(curlCode)) {
+        case CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT, CURLE_SEND_ERROR, CURLE_RECV_ERROR,
+            CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_SSL_CONNECT_ERROR, CURLE_COULDNT_RESOLVE_HOST,
+            CURLE_HTTP2, CURLE_HTTP2_STREAM:
+            return true
+        default:
+            return false
+        }
+    }
+
+    var summary: String {
+        switch CURLcode(rawValue: UInt32(curlCode)) {
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            return "cannot connect to \(endpoint): \(message)"
+        case CURLE_OPERATION_TIMEDOUT:
+            return "request to \(endpoint) timed out: \(message)"
+        default:
+            return "request to \(endpoint) failed: \(message)"
+        }
+    }
+
+    func awsError(service: AWSService?, operation: String?) -> AWSError {
+        var error = AWSError(
+            kind: .transport, service: service, operation: operation, message: summary,
+            isRetryable: isRetryable)
+        error.isTimeout = isTimeout
+        return error
+    }
+}
+
+/// "https://host:port" part of a URL, for messages (never the path or query).
+func endpointOf(_ url: String) -> String {
+    guard let schemeEnd = url.range(of: "://") else { return url }
+    let rest = url[schemeEnd.upperBound...]
+    let hostEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+    return String(url[..<hostEnd])
+}
+
+/// Runs curl transfers on a small set of dedicated threads (never on Swift's cooperative
+/// pool, since curl_easy_perform blocks). Each thread owns one easy handle for its whole
+/// life, so connections are reused. Threads are added on demand up to `maxThreads`.
+final class CurlThreadPool: Sendable {
+    static let shared = CurlThreadPool(maxThreads: 64)
+
+    typealias Job = @Sendable (CurlEasy) -> Void
+
+    private struct State {
+        var jobs: [Job] = []
+        var head = 0
+        var idle = 0
+        var threads = 0
+    }
+
+    private let state = Mutex(State())
+    private let available = DispatchSemaphore(value: 0)
+    let maxThreads: Int
+
+    init(maxThreads: Int) {
+        CurlGlobal.initialize()
+        self.maxThreads = maxThreads
+    }
+
+    func submit(_ job: @escaping Job) {
+        let spawn = state.withLock { s -> Bool in
+            s.jobs.append(job)
+            if s.jobs.count - s.head > s.idle && s.threads < maxThreads {
+                s.threads += 1
+                return true
+            }
+            return false
+        }
+        if spawn {
+            let thread = Thread { [self] in self.workerLoop() }
+            thread.name = "hemstream-curl"
+            thread.start()
+        }
+        available.signal()
+    }
+
+    private func workerLoop() {
+        let easy = CurlEasy()
+        while true {
+            state.withLock { $0.idle += 1 }
+            available.wait()
+            let job = state.withLock { s -> Job? in
+                s.idle -= 1
+                guard s.head < s.jobs.count else { return nil }
+                let job = s.jobs[s.head]
+                s.head += 1
+                if s.head > 64 && s.head * 2 > s.jobs.count {
+                    s.jobs.removeFirst(s.head)
+                    s.head = 0
+                }
+                return job
+            }
+            job?(easy)
+        }
+    }
+
+    /// Performs a buffered request off the cooperative pool.
+    func perform(_ request: HTTPRequest) async -> Result<HTTPResponse, TransportError> {
+        await withCheckedContinuation { continuation in
+            submit { easy in
+                let sink = BufferSink()
+                let outcome = easy.perform(request, sink: sink)
+                switch outcome {
+                case .success(let status):
+                    continuation.resume(returning: .success(HTTPResponse(status: status, headers: sink.headers, body: sink.body)))
+                case .failure(let error):
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+    }
+}
+
+enum CurlGlobal {
+    private static let once: Void = {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    }()
+    static func initialize() { _ = once }
+}
+
+/// Receives what curl reads: header lines and body bytes.
+class ResponseSink {
+    var headers = HTTPHeaders()
+    /// Status of the response whose headers are being read (from the status line).
+    var status = 0
+    func headerLine(_ line: String) -> Bool {
+        if line.hasPrefix("HTTP/") {
+            headers.removeAll()
+            let parts = line.split(separator: " ", maxSplits: 2)
+            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+        } else if let colon = line.firstIndex(of: ":") {
+            let name = line[..<colon].trimmingCharacters(in: .whitespaces)
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+            headers.add(name, value)
+        } else if line.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            return headersComplete()
+        }
+        return true
+    }
+    /// End of a header block; return false to abort the transfer.
+    func headersComplete() -> Bool { true }
+    /// Body bytes; return false to abort the transfer.
+    func body(_ bytes: UnsafeRawBufferPointer) -> Bool { true }
+}
+
+final class BufferSink: ResponseSink {
+    var body: [UInt8] = []
+    override func body(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        body.append(contentsOf: bytes)
+        return true
+    }
+}
+
+private func curlWrite(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let context else { return 0 }
+    let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+    let n = size * count
+    return sink.body(UnsafeRawBufferPointer(start: data, count: n)) ? n : 0
+}
+
+private func curlHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let context, let data else { return 0 }
+    let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+    let n = size * count
+    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
+    return sink.headerLine(line) ? n : 0
+}
+
+/// One curl easy handle, used by exactly one pool thread for its whole life (so it is
+/// never shared and needs no lock). `curl_easy_reset` between requests keeps the
+/// handle's connection cache, which is what makes connections reusable.
+final class CurlEasy {
+    private let handle: UnsafeMutableRawPointer
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private let emptyBody: UnsafeMutablePointer<CChar>
+
+    init() {
+        CurlGlobal.initialize()
+        guard let h = curl_easy_init() else { fatalError("curl_easy_init failed") }
+        handle = h
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+        emptyBody = .allocate(capacity: 1)
+        emptyBody.initialize(to: 0)
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+        emptyBody.deallocate()
+    }
+
+    func perform(_ request: HTTPRequest, sink: ResponseSink) -> Result<Int, TransportError> {
+        curl_easy_reset(handle)
+        errorBuffer[0] = 0
+        hs_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        hs_setopt_ptr(handle, CURLOPT_ERRORBUFFER, errorBuffer)
+        hs_setopt_str(handle, CURLOPT_URL, request.url)
+        hs_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
+        hs_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, max(1, Int(request.connectTimeout * 1000)))
+        if request.timeout > 0 {
+            hs_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout * 1000))
+        } else {
+            // Streamed downloads: no total limit, but give up on a stalled connection.
+            hs_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1)
+            hs_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, 120)
+        }
+        var slist: UnsafeMutablePointer<curl_slist>? = nil
+        for (name, value) in request.headers {
+            slist = curl_slist_append(slist, "\(name): \(value)")
+        }
+        slist = curl_slist_append(slist, "Expect:")
+        defer { curl_slist_free_all(slist) }
+        hs_setopt_slist(handle, CURLOPT_HTTPHEADER, slist)
+
+        let context = Unmanaged.passUnretained(sink).toOpaque()
+        hs_setopt_writefn(handle, curlWrite, context)
+        hs_setopt_headerfn(handle, curlHeader, context)
+
+        let code: CURLcode = withExtendedLifetime(sink) {
+            request.body.withUnsafeBytes { body -> CURLcode in
+                switch request.method {
+                case "GET":
+                    hs_setopt_long(handle, CURLOPT_HTTPGET, 1)
+                case "HEAD":
+                    hs_setopt_long(handle, CURLOPT_NOBODY, 1)
+                default:
+                    if request.method != "POST" {
+                        hs_setopt_str(handle, CURLOPT_CUSTOMREQUEST, request.method)
+                    }
+                    let pointer = body.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
+                        ?? UnsafeMutableRawPointer(emptyBody)
+                    hs_setopt_ptr(handle, CURLOPT_POSTFIELDS, pointer)
+                    hs_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
+                }
+                return curl_easy_perform(handle)
+            }
+        }
+        if code != CURLE_OK {
+            var message = String(cString: errorBuffer)
+            switch code {
+            case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+                message = String(cString: curl_easy_strerror(code))
+            default:
+                if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
+            }
+            return .failure(TransportError(curlCode: Int(code.rawValue), message: message, endpoint: endpointOf(request.url)))
+        }
+        var status = 0
+        hs_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        return .success(status)
+    }
+}
