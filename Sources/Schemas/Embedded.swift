@@ -3,6 +3,78 @@
 /// The files of schemas/, keyed by their path below it.
 public enum EmbeddedSchemas {
     public static let files: [String: String] = [
+        "events/change-event.v1.json": ####"""
+{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "$id": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "title": "hemstream change event v1 (CloudEvents 1.0, structured mode)",
+  "type": "object",
+  "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data"],
+  "additionalProperties": false,
+  "properties": {
+    "specversion": {"const": "1.0"},
+    "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    "source": {"type": "string", "pattern": "^aws:dynamodb:[a-z0-9-]+:[A-Za-z0-9_.-]+$"},
+    "type": {"enum": ["hem.created", "hem.deleted", "hem.resolved", "hem.reassigned", "hem.unresolved", "hem.updated"]},
+    "subject": {"$ref": "#/$defs/hem"},
+    "time": {"type": "string", "format": "date-time"},
+    "datacontenttype": {"const": "application/json"},
+    "dataschema": {"const": "https://schemas.hemstream.dev/events/change-event.v1.json"},
+    "data": {"$ref": "#/$defs/data"}
+  },
+  "allOf": [
+    {"if": {"properties": {"type": {"const": "hem.created"}}}, "then": {"properties": {"data": {"required": ["vup_id_after"], "properties": {"vup_id_before": {"type": "null"}}}}}},
+    {"if": {"properties": {"type": {"const": "hem.deleted"}}}, "then": {"properties": {"data": {"required": ["vup_id_before"], "properties": {"vup_id_after": {"type": "null"}}}}}},
+    {"if": {"properties": {"type": {"const": "hem.resolved"}}}, "then": {"properties": {"data": {"properties": {"vup_id_before": {"$ref": "#/$defs/unresolved"}, "vup_id_after": {"$ref": "#/$defs/vup"}}}}}},
+    {"if": {"properties": {"type": {"const": "hem.reassigned"}}}, "then": {"properties": {"data": {"properties": {"vup_id_before": {"$ref": "#/$defs/vup"}, "vup_id_after": {"$ref": "#/$defs/vup"}}}}}},
+    {"if": {"properties": {"type": {"const": "hem.unresolved"}}}, "then": {"properties": {"data": {"properties": {"vup_id_before": {"$ref": "#/$defs/vup"}, "vup_id_after": {"$ref": "#/$defs/unresolved"}}}}}}
+  ],
+  "$defs": {
+    "hem": {"type": "string", "pattern": "^[0-9a-f]{32}$|^[0-9a-f]{40}$|^[0-9a-f]{64}$"},
+    "unresolved": {"type": "string", "pattern": "^UNRESOLVED#[0-9a-f]{2}$"},
+    "vup": {"type": "string", "minLength": 1, "pattern": "^(?!UNRESOLVED#).+$"},
+    "position": {
+      "type": "object",
+      "required": ["stream_arn", "shard_id", "sequence_number", "event_name"],
+      "additionalProperties": false,
+      "properties": {
+        "stream_arn": {"type": "string", "minLength": 1},
+        "shard_id": {"type": "string", "minLength": 1},
+        "sequence_number": {"type": "string", "pattern": "^[0-9]+$"},
+        "event_name": {"enum": ["INSERT", "MODIFY", "REMOVE"]}
+      }
+    },
+    "change": {
+      "type": "object",
+      "required": ["field", "op"],
+      "additionalProperties": false,
+      "properties": {
+        "field": {"type": "string", "minLength": 1},
+        "op": {"enum": ["added", "removed", "modified"]},
+        "class": {"enum": ["public", "pii"]},
+        "before": {"type": ["string", "null"]},
+        "after": {"type": ["string", "null"]},
+        "before_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "after_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+      }
+    },
+    "data": {
+      "type": "object",
+      "required": ["hem", "vup_id_before", "vup_id_after", "changes", "updated_at", "positions"],
+      "additionalProperties": false,
+      "properties": {
+        "hem": {"$ref": "#/$defs/hem"},
+        "vup_id_before": {"type": ["string", "null"]},
+        "vup_id_after": {"type": ["string", "null"]},
+        "changes": {"type": "array", "items": {"$ref": "#/$defs/change"}},
+        "updated_at": {"type": ["string", "null"]},
+        "partner_missing": {"type": "boolean"},
+        "positions": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/position"}}
+      }
+    }
+  }
+}
+"""####,
         "table.json": ####"""
 {
   "TableName": "vector_emails_operational",
