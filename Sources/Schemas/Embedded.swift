@@ -75,6 +75,15 @@ public enum EmbeddedSchemas {
   }
 }
 """####,
+        "fields.json": ####"""
+{
+  "keys": ["vup_id", "hem"],
+  "public": ["domain", "source", "last_verified", "updated_at"],
+  "pii": ["email"],
+  "bookkeeping": ["previous_vup_id", "load_id", "loaded_at"],
+  "unclassified": "pii"
+}
+"""####,
         "table.json": ####"""
 {
   "TableName": "vector_emails_operational",
