@@ -75,6 +75,239 @@ public enum EmbeddedSchemas {
   }
 }
 """####,
+        "events/examples/hem.created.json": ####"""
+{
+  "data": {
+    "changes": [
+      {
+        "after": "example.invalid",
+        "before": null,
+        "class": "public",
+        "field": "domain",
+        "op": "added"
+      },
+      {
+        "class": "pii",
+        "field": "email",
+        "op": "added"
+      },
+      {
+        "after": "2026-11-25",
+        "before": null,
+        "class": "public",
+        "field": "updated_at",
+        "op": "added"
+      }
+    ],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "INSERT",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "VUP-1",
+    "vup_id_before": null
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "a3c4d23d589cf24c323290b279c0aac48baf9d58040b895d625e4ec0a0f10a43",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.created"
+}
+"""####,
+        "events/examples/hem.deleted.json": ####"""
+{
+  "data": {
+    "changes": [
+      {
+        "after": null,
+        "before": "example.invalid",
+        "class": "public",
+        "field": "domain",
+        "op": "removed"
+      },
+      {
+        "class": "pii",
+        "field": "email",
+        "op": "removed"
+      },
+      {
+        "after": null,
+        "before": "2026-11-25",
+        "class": "public",
+        "field": "updated_at",
+        "op": "removed"
+      }
+    ],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "REMOVE",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": null,
+    "vup_id_before": "VUP-1"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "01b374465443e52a7d9324493df657ef18fdb4320b0829808bcdb70b72995f50",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.deleted"
+}
+"""####,
+        "events/examples/hem.reassigned.json": ####"""
+{
+  "data": {
+    "changes": [],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "REMOVE",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      },
+      {
+        "event_name": "INSERT",
+        "sequence_number": "101",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "file:/tmp/ex-reassigned.json"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "VUP-2",
+    "vup_id_before": "VUP-1"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "fdf749a826e2586d0541f52b2b90ff1c231fa29044fe2676d2551ee29bea9d28",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.reassigned"
+}
+"""####,
+        "events/examples/hem.resolved.json": ####"""
+{
+  "data": {
+    "changes": [],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "REMOVE",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      },
+      {
+        "event_name": "INSERT",
+        "sequence_number": "101",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "file:/tmp/ex-resolved.json"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "VUP-1",
+    "vup_id_before": "UNRESOLVED#01"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "24ebd849864eea19c14f6352e952048b6feef31ff29ffe6307414a2d67d9bc21",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.resolved"
+}
+"""####,
+        "events/examples/hem.unresolved.json": ####"""
+{
+  "data": {
+    "changes": [],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "REMOVE",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      },
+      {
+        "event_name": "INSERT",
+        "sequence_number": "101",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "file:/tmp/ex-unresolved.json"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "UNRESOLVED#01",
+    "vup_id_before": "VUP-1"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "50b8fee706b91965cadd75d82196dcb24e53414c0300ded9eb2a64c509646204",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.unresolved"
+}
+"""####,
+        "events/examples/hem.updated.json": ####"""
+{
+  "data": {
+    "changes": [
+      {
+        "after": "other.invalid",
+        "before": "example.invalid",
+        "class": "public",
+        "field": "domain",
+        "op": "modified"
+      },
+      {
+        "class": "pii",
+        "field": "email",
+        "op": "modified"
+      }
+    ],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "MODIFY",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "VUP-1",
+    "vup_id_before": "VUP-1"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "e2d3f59125c426c4dce8590f3c4e32be7f5d2a2b334fb767e0ed454f03a626a1",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.updated"
+}
+"""####,
         "fields.json": ####"""
 {
   "keys": ["vup_id", "hem"],

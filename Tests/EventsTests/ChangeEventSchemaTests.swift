@@ -55,3 +55,17 @@ final class ChangeEventSchemaTests: XCTestCase {
         }
     }
 }
+
+final class ChangeEventExamplesTests: XCTestCase {
+    func testExamples_oneOfEachType_validateAgainstTheSchema() throws {
+        let schema = try ChangeEventSchema.load()
+        var types: Set<String> = []
+        for (name, text) in EmbeddedSchemas.files where name.hasPrefix("events/examples/") {
+            let e = try JSON.parse(text)
+            XCTAssertEqual(schema.validate(e), [], name)
+            XCTAssertFalse(text.contains("@"), "\(name) must hold no email")
+            if let t = e["type"]?.stringValue { types.insert(t) }
+        }
+        XCTAssertEqual(types, ["hem.created", "hem.deleted", "hem.resolved", "hem.reassigned", "hem.unresolved", "hem.updated"])
+    }
+}
