@@ -3,6 +3,320 @@
 /// The files of schemas/, keyed by their path below it.
 public enum EmbeddedSchemas {
     public static let files: [String: String] = [
+        "events/change-event.v1.json": ####"""
+{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "$id": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "title": "hemstream change event v1 (CloudEvents 1.0, structured mode)",
+  "type": "object",
+  "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data"],
+  "additionalProperties": false,
+  "properties": {
+    "specversion": {"const": "1.0"},
+    "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    "source": {"type": "string", "pattern": "^aws:dynamodb:[a-z0-9-]+:[A-Za-z0-9_.-]+$"},
+    "type": {"enum": ["hem.created", "hem.deleted", "hem.resolved", "hem.reassigned", "hem.unresolved", "hem.updated"]},
+    "subject": {"$ref": "#/$defs/hem"},
+    "time": {"type": "string", "format": "date-time"},
+    "datacontenttype": {"const": "application/json"},
+    "dataschema": {"const": "https://schemas.hemstream.dev/events/change-event.v1.json"},
+    "data": {"$ref": "#/$defs/data"}
+  },
+  "allOf": [
+    {"if": {"properties": {"type": {"const": "hem.created"}}}, "then": {"properties": {"data": {"required": ["vup_id_after"], "properties": {"vup_id_before": {"type": "null"}}}}}},
+    {"if": {"properties": {"type": {"const": "hem.deleted"}}}, "then": {"properties": {"data": {"required": ["vup_id_before"], "properties": {"vup_id_after": {"type": "null"}}}}}},
+    {"if": {"properties": {"type": {"const": "hem.resolved"}}}, "then": {"properties": {"data": {"properties": {"vup_id_before": {"$ref": "#/$defs/unresolved"}, "vup_id_after": {"$ref": "#/$defs/vup"}}}}}},
+    {"if": {"properties": {"type": {"const": "hem.reassigned"}}}, "then": {"properties": {"data": {"properties": {"vup_id_before": {"$ref": "#/$defs/vup"}, "vup_id_after": {"$ref": "#/$defs/vup"}}}}}},
+    {"if": {"properties": {"type": {"const": "hem.unresolved"}}}, "then": {"properties": {"data": {"properties": {"vup_id_before": {"$ref": "#/$defs/vup"}, "vup_id_after": {"$ref": "#/$defs/unresolved"}}}}}}
+  ],
+  "$defs": {
+    "hem": {"type": "string", "pattern": "^[0-9a-f]{32}$|^[0-9a-f]{40}$|^[0-9a-f]{64}$"},
+    "unresolved": {"type": "string", "pattern": "^UNRESOLVED#[0-9a-f]{2}$"},
+    "vup": {"type": "string", "minLength": 1, "pattern": "^(?!UNRESOLVED#).+$"},
+    "position": {
+      "type": "object",
+      "required": ["stream_arn", "shard_id", "sequence_number", "event_name"],
+      "additionalProperties": false,
+      "properties": {
+        "stream_arn": {"type": "string", "minLength": 1},
+        "shard_id": {"type": "string", "minLength": 1},
+        "sequence_number": {"type": "string", "pattern": "^[0-9]+$"},
+        "event_name": {"enum": ["INSERT", "MODIFY", "REMOVE"]}
+      }
+    },
+    "change": {
+      "type": "object",
+      "required": ["field", "op"],
+      "additionalProperties": false,
+      "properties": {
+        "field": {"type": "string", "minLength": 1},
+        "op": {"enum": ["added", "removed", "modified"]},
+        "class": {"enum": ["public", "pii"]},
+        "before": {"type": ["string", "null"]},
+        "after": {"type": ["string", "null"]},
+        "before_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "after_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+      }
+    },
+    "data": {
+      "type": "object",
+      "required": ["hem", "vup_id_before", "vup_id_after", "changes", "updated_at", "positions"],
+      "additionalProperties": false,
+      "properties": {
+        "hem": {"$ref": "#/$defs/hem"},
+        "vup_id_before": {"type": ["string", "null"]},
+        "vup_id_after": {"type": ["string", "null"]},
+        "changes": {"type": "array", "items": {"$ref": "#/$defs/change"}},
+        "updated_at": {"type": ["string", "null"]},
+        "partner_missing": {"type": "boolean"},
+        "positions": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/position"}}
+      }
+    }
+  }
+}
+"""####,
+        "events/examples/hem.created.json": ####"""
+{
+  "data": {
+    "changes": [
+      {
+        "after": "example.invalid",
+        "before": null,
+        "class": "public",
+        "field": "domain",
+        "op": "added"
+      },
+      {
+        "class": "pii",
+        "field": "email",
+        "op": "added"
+      },
+      {
+        "after": "2026-11-25",
+        "before": null,
+        "class": "public",
+        "field": "updated_at",
+        "op": "added"
+      }
+    ],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "INSERT",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "VUP-1",
+    "vup_id_before": null
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "a3c4d23d589cf24c323290b279c0aac48baf9d58040b895d625e4ec0a0f10a43",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.created"
+}
+"""####,
+        "events/examples/hem.deleted.json": ####"""
+{
+  "data": {
+    "changes": [
+      {
+        "after": null,
+        "before": "example.invalid",
+        "class": "public",
+        "field": "domain",
+        "op": "removed"
+      },
+      {
+        "class": "pii",
+        "field": "email",
+        "op": "removed"
+      },
+      {
+        "after": null,
+        "before": "2026-11-25",
+        "class": "public",
+        "field": "updated_at",
+        "op": "removed"
+      }
+    ],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "REMOVE",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": null,
+    "vup_id_before": "VUP-1"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "01b374465443e52a7d9324493df657ef18fdb4320b0829808bcdb70b72995f50",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.deleted"
+}
+"""####,
+        "events/examples/hem.reassigned.json": ####"""
+{
+  "data": {
+    "changes": [],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "REMOVE",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      },
+      {
+        "event_name": "INSERT",
+        "sequence_number": "101",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "file:/tmp/ex-reassigned.json"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "VUP-2",
+    "vup_id_before": "VUP-1"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "fdf749a826e2586d0541f52b2b90ff1c231fa29044fe2676d2551ee29bea9d28",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.reassigned"
+}
+"""####,
+        "events/examples/hem.resolved.json": ####"""
+{
+  "data": {
+    "changes": [],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "REMOVE",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      },
+      {
+        "event_name": "INSERT",
+        "sequence_number": "101",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "file:/tmp/ex-resolved.json"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "VUP-1",
+    "vup_id_before": "UNRESOLVED#01"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "24ebd849864eea19c14f6352e952048b6feef31ff29ffe6307414a2d67d9bc21",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.resolved"
+}
+"""####,
+        "events/examples/hem.unresolved.json": ####"""
+{
+  "data": {
+    "changes": [],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "REMOVE",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      },
+      {
+        "event_name": "INSERT",
+        "sequence_number": "101",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "file:/tmp/ex-unresolved.json"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "UNRESOLVED#01",
+    "vup_id_before": "VUP-1"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "50b8fee706b91965cadd75d82196dcb24e53414c0300ded9eb2a64c509646204",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.unresolved"
+}
+"""####,
+        "events/examples/hem.updated.json": ####"""
+{
+  "data": {
+    "changes": [
+      {
+        "after": "other.invalid",
+        "before": "example.invalid",
+        "class": "public",
+        "field": "domain",
+        "op": "modified"
+      },
+      {
+        "class": "pii",
+        "field": "email",
+        "op": "modified"
+      }
+    ],
+    "hem": "0123456789abcdef0123456789abcdef",
+    "positions": [
+      {
+        "event_name": "MODIFY",
+        "sequence_number": "100",
+        "shard_id": "shardId-00000001795000000000-0000abcd",
+        "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-25T00:00:00.000"
+      }
+    ],
+    "updated_at": "2026-11-25",
+    "vup_id_after": "VUP-1",
+    "vup_id_before": "VUP-1"
+  },
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "id": "e2d3f59125c426c4dce8590f3c4e32be7f5d2a2b334fb767e0ed454f03a626a1",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "specversion": "1.0",
+  "subject": "0123456789abcdef0123456789abcdef",
+  "time": "2026-11-18T11:06:40Z",
+  "type": "hem.updated"
+}
+"""####,
+        "fields.json": ####"""
+{
+  "keys": ["vup_id", "hem"],
+  "public": ["domain", "source", "last_verified", "updated_at"],
+  "pii": ["email"],
+  "bookkeeping": ["previous_vup_id", "load_id", "loaded_at"],
+  "unclassified": "pii"
+}
+"""####,
         "table.json": ####"""
 {
   "TableName": "vector_emails_operational",

@@ -1,0 +1,193 @@
+import Crypto
+import Foundation
+import JSON
+import Schemas
+
+/// Which attributes are keys, public, PII or bookkeeping (schemas/fields.json). Unknown → PII.
+public struct FieldClassification: Sendable {
+    public enum Class: String, Sendable { case key, `public`, pii, bookkeeping }
+    public var classes: [String: Class]
+    public init(classes: [String: Class]) { self.classes = classes }
+    public static func load() throws -> FieldClassification {
+        let j = try JSON.parse(try SchemaFiles.text("fields.json"))
+        var c: [String: Class] = [:]
+        for k in ["keys": Class.key, "public": .public, "pii": .pii, "bookkeeping": .bookkeeping] {
+            for n in j[k.key]?.arrayValue ?? [] { if let s = n.stringValue { c[s] = k.value } }
+        }
+        return FieldClassification(classes: c)
+    }
+    public func classOf(_ field: String) -> Class { classes[field] ?? .pii }
+}
+
+/// Where a stream record came from; a checkpoint position.
+public struct StreamPosition: Sendable, Hashable {
+    public var streamARN: String, shardID: String, sequenceNumber: String, eventName: String
+}
+
+/// One encoded change event (CloudEvents 1.0 JSON).
+public struct ChangeEvent: Sendable {
+    public var id: String, type: String, hem: String
+    public var json: JSON
+    public func encoded() -> [UInt8] { json.serializedBytes() }
+}
+
+/// A stream record the detector could not read; the message names the field, never a value.
+public struct RecordError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// Turns DynamoDB Streams records (wire JSON) into change events, pairing a move's REMOVE and
+/// INSERT by hem within `window` seconds of record time. Pure: time comes from the records or `advance(to:)`.
+public struct ChangeDetector: Sendable {
+    public let source: String
+    public let fields: FieldClassification
+    public let window: Double
+    let piiKey: [UInt8]?
+    public private(set) var noOpModifies = 0
+
+    struct Pending: Sendable {
+        var image: [String: JSON], vup: String, isInsert: Bool, time: Double
+        var position: StreamPosition, previousInShard: String?
+    }
+    var pending: [String: Pending] = [:]          // by hem
+    var lastSeen: [String: String] = [:]          // shard → last sequence number ingested
+
+    public init(region: String, table: String, fields: FieldClassification, window: Double = 30, piiKey: [UInt8]? = nil) {
+        source = "aws:dynamodb:\(region):\(table)"
+        self.fields = fields; self.window = window
+        self.piiKey = piiKey
+    }
+
+    /// Feeds one record; returns the events it completes (including pairs whose window expired).
+    public mutating func ingest(_ record: JSON, shardID: String, streamARN: String) throws(RecordError) -> [ChangeEvent] {
+        guard let name = record["eventName"]?.stringValue else { throw RecordError(description: "record missing eventName") }
+        guard let d = record["dynamodb"] else { throw RecordError(description: "record missing dynamodb") }
+        guard let seq = d["SequenceNumber"]?.stringValue else { throw RecordError(description: "record missing dynamodb.SequenceNumber") }
+        guard let time = d["ApproximateCreationDateTime"]?.doubleValue else { throw RecordError(description: "record missing dynamodb.ApproximateCreationDateTime") }
+        let pos = StreamPosition(streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: name)
+        let prev = lastSeen[shardID]
+        lastSeen[shardID] = seq
+        var out = advance(to: time)
+        let newImage = d["NewImage"]?.objectValue, oldImage = d["OldImage"]?.objectValue
+        func key(_ img: [String: JSON]?, _ k: String) throws(RecordError) -> String {
+            guard let v = img?[k]?["S"]?.stringValue ?? d["Keys"]?[k]?["S"]?.stringValue else { throw RecordError(description: "record missing key \(k)") }
+            return v
+        }
+        switch name {
+        case "MODIFY":
+            guard let o = oldImage, let n = newImage else { throw RecordError(description: "MODIFY record missing OldImage or NewImage") }
+            let hem = try key(n, "hem"), vup = try key(n, "vup_id")
+            let changes = diff(o, n)
+            if changes.isEmpty { noOpModifies += 1 } else {
+                out.append(event("hem.updated", hem: hem, before: vup, after: vup, changes: changes, updatedAt: n["updated_at"], positions: [pos], time: time, partnerMissing: false))
+            }
+        case "INSERT", "REMOVE":
+            let img = name == "INSERT" ? newImage : oldImage
+            guard let image = img else { throw RecordError(description: "\(name) record missing \(name == "INSERT" ? "NewImage" : "OldImage")") }
+            let hem = try key(image, "hem"), vup = try key(image, "vup_id")
+            let me = Pending(image: image, vup: vup, isInsert: name == "INSERT", time: time, position: pos, previousInShard: prev)
+            if let other = pending[hem], other.isInsert != me.isInsert {
+                pending[hem] = nil
+                out.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
+            } else {
+                if let stale = pending[hem] { out.append(settle(hem: hem, stale)) }
+                pending[hem] = me
+            }
+        default: throw RecordError(description: "record has unknown eventName")
+        }
+        return out
+    }
+
+    /// Settles every pending half whose window has passed at `now` (epoch seconds).
+    public mutating func advance(to now: Double) -> [ChangeEvent] {
+        let due = pending.filter { now - $0.value.time >= window }.sorted { $0.value.time < $1.value.time }
+        return due.map { pending[$0.key] = nil; return settle(hem: $0.key, $0.value) }
+    }
+
+    /// Settles everything pending, as if every window had passed (end of input, shutdown).
+    public mutating func flush() -> [ChangeEvent] { advance(to: .infinity) }
+
+    /// Per shard, the highest sequence number below which every record's event has been emitted.
+    public func checkpoint(shardID: String) -> String? {
+        let held = pending.values.filter { $0.position.shardID == shardID }
+        guard let first = held.min(by: { Self.less($0.position.sequenceNumber, $1.position.sequenceNumber) }) else { return lastSeen[shardID] }
+        return first.previousInShard
+    }
+
+    static func less(_ a: String, _ b: String) -> Bool { a.count != b.count ? a.count < b.count : a < b }
+    static func isUnresolved(_ vup: String) -> Bool { vup.hasPrefix("UNRESOLVED#") }
+
+    func settle(hem: String, _ p: Pending) -> ChangeEvent {
+        if p.isInsert, let prevVup = p.image["previous_vup_id"]?["S"]?.stringValue, prevVup != p.vup {
+            return event(moveType(prevVup, p.vup), hem: hem, before: prevVup, after: p.vup, changes: diff([:], p.image, keepAdds: false), updatedAt: p.image["updated_at"], positions: [p.position], time: p.time, partnerMissing: true)
+        }
+        if p.isInsert {
+            return event("hem.created", hem: hem, before: nil, after: p.vup, changes: diff([:], p.image), updatedAt: p.image["updated_at"], positions: [p.position], time: p.time, partnerMissing: false)
+        }
+        return event("hem.deleted", hem: hem, before: p.vup, after: nil, changes: diff(p.image, [:]), updatedAt: p.image["updated_at"], positions: [p.position], time: p.time, partnerMissing: false)
+    }
+
+    func pair(hem: String, _ remove: Pending, _ insert: Pending) -> ChangeEvent {
+        let positions = [remove.position, insert.position].sorted { ($0.shardID, $0.sequenceNumber) < ($1.shardID, $1.sequenceNumber) }
+        if remove.vup == insert.vup {
+            let c = diff(remove.image, insert.image)
+            return event("hem.updated", hem: hem, before: remove.vup, after: insert.vup, changes: c, updatedAt: insert.image["updated_at"], positions: positions, time: max(remove.time, insert.time), partnerMissing: false)
+        }
+        return event(moveType(remove.vup, insert.vup), hem: hem, before: remove.vup, after: insert.vup, changes: diff(remove.image, insert.image), updatedAt: insert.image["updated_at"], positions: positions, time: max(remove.time, insert.time), partnerMissing: false)
+    }
+
+    func moveType(_ before: String, _ after: String) -> String {
+        switch (Self.isUnresolved(before), Self.isUnresolved(after)) {
+        case (true, false): return "hem.resolved"
+        case (false, true): return "hem.unresolved"
+        default: return "hem.reassigned"
+        }
+    }
+
+    func hash(_ v: JSON) -> String? {
+        guard let key = piiKey else { return nil }
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(v.serialized().utf8), using: SymmetricKey(data: key))
+        return mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Field-level diff over non-key, non-bookkeeping attributes; PII values never copied.
+    func diff(_ old: [String: JSON], _ new: [String: JSON], keepAdds: Bool = true) -> [JSON] {
+        var out: [JSON] = []
+        for f in Set(old.keys).union(new.keys).sorted() {
+            let cls = fields.classOf(f)
+            if cls == .key || cls == .bookkeeping { continue }
+            let o = old[f], n = new[f]
+            if o == n { continue }
+            let op = o == nil ? "added" : n == nil ? "removed" : "modified"
+            var e: [String: JSON] = ["field": .string(f), "op": .string(op), "class": .string(cls == .public ? "public" : "pii")]
+            if cls == .public {
+                e["before"] = o.flatMap { $0["S"] ?? .string($0.serialized()) } ?? .null
+                e["after"] = n.flatMap { $0["S"] ?? .string($0.serialized()) } ?? .null
+            } else {
+                if let o, let h = hash(o) { e["before_hash"] = .string(h) }
+                if let n, let h = hash(n) { e["after_hash"] = .string(h) }
+            }
+            out.append(.object(e))
+        }
+        return out
+    }
+
+    func event(_ type: String, hem: String, before: String?, after: String?, changes: [JSON], updatedAt: JSON?, positions: [StreamPosition], time: Double, partnerMissing: Bool) -> ChangeEvent {
+        let idInput = positions.map { "\($0.streamARN)|\($0.shardID)|\($0.sequenceNumber)" }.sorted().joined(separator: "\n")
+        let id = SHA256.hash(data: Array(idInput.utf8)).map { String(format: "%02x", $0) }.joined()
+        let date = Date(timeIntervalSince1970: time)
+        let fmt = ISO8601DateFormatter(); fmt.timeZone = TimeZone(identifier: "UTC")
+        var data: [String: JSON] = [
+            "hem": .string(hem), "vup_id_before": before.map(JSON.string) ?? .null, "vup_id_after": after.map(JSON.string) ?? .null,
+            "changes": .array(changes), "updated_at": updatedAt?["S"] ?? .null,
+            "positions": .array(positions.map { ["stream_arn": .string($0.streamARN), "shard_id": .string($0.shardID), "sequence_number": .string($0.sequenceNumber), "event_name": .string($0.eventName)] }),
+        ]
+        if partnerMissing { data["partner_missing"] = true }
+        let json: JSON = [
+            "specversion": "1.0", "id": .string(id), "source": .string(source), "type": .string(type), "subject": .string(hem),
+            "time": .string(fmt.string(from: date)), "datacontenttype": "application/json",
+            "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json", "data": .object(data),
+        ]
+        return ChangeEvent(id: id, type: type, hem: hem, json: json)
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import JSON
+import Schemas
+
+/// The JSON Schema of a change event (schemas/events/change-event.v1.json) and a validator for
+/// the draft 2020-12 subset it uses. Problems name the JSON path and the rule, never the value.
+public struct ChangeEventSchema: Sendable {
+    public static let path = "events/change-event.v1.json"
+    public let root: JSON
+
+    public init(root: JSON) { self.root = root }
+
+    /// Loads the schema through `SchemaFiles` (embedded copy, or `HEMSTREAM_SCHEMAS`).
+    public static func load() throws -> ChangeEventSchema {
+        ChangeEventSchema(root: try JSON.parse(try SchemaFiles.text(path)))
+    }
+
+    /// `[]` when `event` is valid; otherwise one line per problem, e.g. `data.hem: does not match pattern ...`.
+    public func validate(_ event: JSON) -> [String] {
+        var problems: [String] = []
+        check(event, root, "", &problems)
+        return problems
+    }
+
+    private func name(_ path: String) -> String { path.isEmpty ? "(event)" : path }
+    private func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : path + "." + key }
+
+    private func resolve(_ ref: String) -> JSON? {
+        guard ref.hasPrefix("#/") else { return nil }
+        var node: JSON? = root
+        for part in ref.dropFirst(2).split(separator: "/") { node = node?[String(part)] }
+        return node
+    }
+
+    private static func typeName(_ v: JSON) -> String {
+        switch v {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .number(let raw): return raw.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) ? "number" : "integer"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+
+    private func check(_ value: JSON, _ schema: JSON, _ path: String, _ out: inout [String]) {
+        if case .bool(let b) = schema { if !b { out.append("\(name(path)): not allowed") }; return }
+        guard case .object(let s) = schema else { return }
+        if let ref = s["$ref"]?.stringValue {
+            if let target = resolve(ref) { check(value, target, path, &out) } else { out.append("\(name(path)): schema $ref \(ref) not found") }
+        }
+        if let t = s["type"] {
+            let allowed = t.arrayValue?.compactMap(\.stringValue) ?? [t.stringValue ?? ""]
+            let actual = Self.typeName(value)
+            if !(allowed.contains(actual) || (actual == "integer" && allowed.contains("number"))) {
+                out.append("\(name(path)): expected \(allowed.joined(separator: " or ")), got \(actual)")
+                return
+            }
+        }
+        if let c = s["const"], c != value { out.append("\(name(path)): must be \(c.serialized())") }
+        if let e = s["enum"]?.arrayValue, !e.contains(value) {
+            out.append("\(name(path)): must be one of \(e.map { $0.serialized() }.joined(separator: ", "))")
+        }
+        if case .string(let str) = value {
+            if let min = s["minLength"]?.intValue, str.count < min { out.append("\(name(path)): shorter than \(min) characters") }
+            if let p = s["pattern"]?.stringValue {
+                if let re = try? Regex(p) {
+                    if str.firstMatch(of: re) == nil { out.append("\(name(path)): does not match pattern \(p)") }
+                } else { out.append("\(name(path)): schema pattern \(p) does not compile") }
+            }
+            if s["format"]?.stringValue == "date-time", !Self.isDateTime(str) {
+                out.append("\(name(path)): not an RFC 3339 date-time")
+            }
+        }
+        if case .object(let members) = value {
+            for req in s["required"]?.arrayValue ?? [] {
+                if let k = req.stringValue, members[k] == nil { out.append("\(join(path, k)): required") }
+            }
+            let props = s["properties"]?.objectValue ?? [:]
+            for (k, v) in members.sorted(by: { $0.key < $1.key }) {
+                if let sub = props[k] { check(v, sub, join(path, k), &out) }
+                else if let extra = s["additionalProperties"] {
+                    if case .bool(false) = extra { out.append("\(join(path, k)): property not allowed") }
+                    else { check(v, extra, join(path, k), &out) }
+                }
+            }
+        }
+        if case .array(let items) = value {
+            if let min = s["minItems"]?.intValue, items.count < min { out.append("\(name(path)): fewer than \(min) items") }
+            if let itemSchema = s["items"] {
+                for (i, item) in items.enumerated() { check(item, itemSchema, "\(path)[\(i)]", &out) }
+            }
+        }
+        for sub in s["allOf"]?.arrayValue ?? [] { check(value, sub, path, &out) }
+        if let any = s["anyOf"]?.arrayValue {
+            let ok = any.contains { sub in var o: [String] = []; check(value, sub, path, &o); return o.isEmpty }
+            if !ok { out.append("\(name(path)): matches none of anyOf") }
+        }
+        if let one = s["oneOf"]?.arrayValue {
+            let n = one.filter { sub in var o: [String] = []; check(value, sub, path, &o); return o.isEmpty }.count
+            if n != 1 { out.append("\(name(path)): matches \(n) of oneOf, expected exactly 1") }
+        }
+        if let cond = s["if"] {
+            var o: [String] = []
+            check(value, cond, path, &o)
+            if o.isEmpty { if let then = s["then"] { check(value, then, path, &out) } }
+            else if let els = s["else"] { check(value, els, path, &out) }
+        }
+    }
+
+    /// RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+    static func isDateTime(_ s: String) -> Bool {
+        let re = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/
+        return s.wholeMatch(of: re) != nil
+    }
+}

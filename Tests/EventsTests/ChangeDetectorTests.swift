@@ -1,0 +1,81 @@
+import JSON
+import XCTest
+@testable import Events
+
+final class ChangeDetectorTests: XCTestCase {
+    static let hem = "0123456789abcdef0123456789abcdef"
+    static let arn = "arn:aws:dynamodb:us-east-1:000000000000:table/vector_emails_operational/stream/2026"
+
+    static func item(_ vup: String, email: String = "a@example.invalid", domain: String = "example.invalid", extra: [String: String] = [:]) -> JSON {
+        var m: [String: JSON] = ["vup_id": ["S": .string(vup)], "hem": ["S": .string(hem)], "email": ["S": .string(email)],
+                                 "domain": ["S": .string(domain)], "updated_at": ["S": "2026-11-25"]]
+        for (k, v) in extra { m[k] = ["S": .string(v)] }
+        return .object(m)
+    }
+    static func record(_ name: String, seq: Int, time: Int, old: JSON? = nil, new: JSON? = nil) -> JSON {
+        var d: [String: JSON] = ["SequenceNumber": .string(String(seq)), "ApproximateCreationDateTime": .int(time), "StreamViewType": "NEW_AND_OLD_IMAGES"]
+        if let old { d["OldImage"] = old }
+        if let new { d["NewImage"] = new }
+        return ["eventID": "e", "eventName": .string(name), "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": .object(d)]
+    }
+
+    func run(_ input: [(JSON, String)], key: [UInt8]? = nil, flush: Bool = true) throws -> ([ChangeEvent], ChangeDetector) {
+        var det = ChangeDetector(region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load(), window: 30, piiKey: key)
+        var out: [ChangeEvent] = []
+        for (r, shard) in input { out += try det.ingest(r, shardID: shard, streamARN: Self.arn) }
+        if flush { out += det.flush() }
+        let schema = try ChangeEventSchema.load()
+        for e in out {
+            XCTAssertEqual(schema.validate(e.json), [], e.type)
+            XCTAssertFalse(String(decoding: e.encoded(), as: UTF8.self).contains("@example.invalid"), "PII leaked in \(e.type)")
+        }
+        return (out, det)
+    }
+
+    func testDetect_eachTypeFromStreamRecords() throws {
+        let u = "UNRESOLVED#01"
+        let cases: [(String, [(JSON, String)], [String])] = [
+            ("insert", [(Self.record("INSERT", seq: 1, time: 100, new: Self.item("V1")), "s1")], ["hem.created"]),
+            ("remove", [(Self.record("REMOVE", seq: 1, time: 100, old: Self.item("V1")), "s1")], ["hem.deleted"]),
+            ("resolve remove first", [(Self.record("REMOVE", seq: 1, time: 100, old: Self.item(u)), "s1"), (Self.record("INSERT", seq: 2, time: 101, new: Self.item("V1")), "s1")], ["hem.resolved"]),
+            ("resolve insert first", [(Self.record("INSERT", seq: 1, time: 100, new: Self.item("V1")), "s1"), (Self.record("REMOVE", seq: 2, time: 101, old: Self.item(u)), "s1")], ["hem.resolved"]),
+            ("reassign across shards", [(Self.record("INSERT", seq: 5, time: 100, new: Self.item("V2", extra: ["previous_vup_id": "V1"])), "s2"), (Self.record("REMOVE", seq: 9, time: 105, old: Self.item("V1")), "s1")], ["hem.reassigned"]),
+            ("unresolve", [(Self.record("REMOVE", seq: 1, time: 100, old: Self.item("V1")), "s1"), (Self.record("INSERT", seq: 2, time: 100, new: Self.item(u)), "s1")], ["hem.unresolved"]),
+            ("update", [(Self.record("MODIFY", seq: 1, time: 100, old: Self.item("V1"), new: Self.item("V1", domain: "other.invalid")), "s1")], ["hem.updated"]),
+            ("no-op modify with bookkeeping", [(Self.record("MODIFY", seq: 1, time: 100, old: Self.item("V1"), new: Self.item("V1", extra: ["load_id": "x"])), "s1")], []),
+            ("partner too late", [(Self.record("REMOVE", seq: 1, time: 100, old: Self.item("V1")), "s1"), (Self.record("INSERT", seq: 2, time: 200, new: Self.item("V2")), "s1")], ["hem.deleted", "hem.created"]),
+        ]
+        for (name, input, types) in cases {
+            XCTAssertEqual(try run(input).0.map(\.type), types, name)
+        }
+    }
+
+    func testMove_idDoesNotDependOnArrivalOrder() throws {
+        let r = Self.record("REMOVE", seq: 1, time: 100, old: Self.item("V1")), i = Self.record("INSERT", seq: 7, time: 101, new: Self.item("V2"))
+        let a = try run([(r, "s1"), (i, "s2")]).0, b = try run([(i, "s2"), (r, "s1")]).0
+        XCTAssertEqual(a.map(\.id), b.map(\.id))
+        XCTAssertEqual(a.first?.json["data"]?["positions"]?.arrayValue?.count, 2)
+    }
+
+    func testLoneInsertWithPreviousVup_isTransitionWithPartnerMissing_afterWindow() throws {
+        let i = Self.record("INSERT", seq: 3, time: 100, new: Self.item("V2", extra: ["previous_vup_id": "V1"]))
+        var (out, det) = try run([(i, "s1")], flush: false)
+        XCTAssertEqual(out.count, 0)
+        XCTAssertNil(det.checkpoint(shardID: "s1"), "pending half holds the checkpoint back")
+        XCTAssertEqual(det.advance(to: 129).count, 0)
+        out = det.advance(to: 130)
+        XCTAssertEqual(out.map(\.type), ["hem.reassigned"])
+        XCTAssertEqual(out.first?.json["data"]?["partner_missing"], .bool(true))
+        XCTAssertEqual(det.checkpoint(shardID: "s1"), "3")
+    }
+
+    func testModifyOfEmailAlone_saysModifiedWithoutValue_andHashesOnlyWithKey() throws {
+        let m = Self.record("MODIFY", seq: 1, time: 100, old: Self.item("V1", email: "a@example.invalid"), new: Self.item("V1", email: "b@example.invalid"))
+        let plain = try run([(m, "s1")]).0
+        XCTAssertEqual(plain.first?.json["data"]?["changes"], [["field": "email", "op": "modified", "class": "pii"]])
+        let keyed = try run([(m, "s1")], key: Array("k".utf8)).0
+        let change = keyed.first?.json["data"]?["changes"]?[0]
+        XCTAssertEqual(change?["before_hash"]?.stringValue?.count, 64)
+        XCTAssertNotEqual(change?["before_hash"], change?["after_hash"])
+    }
+}
