@@ -1,4 +1,5 @@
 import AWSWire
+import Events
 import ArgumentParser
 import Foundation
 import JSON
@@ -31,7 +32,7 @@ struct QueryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let client = try aws.client()
-        let redacting = revealPII ? [] : try PIIFields.names()
+        let fields = try FieldClassification.load()
         var request: [String: JSON] = ["TableName": .string(name.table)]
         if let vup {
             request["KeyConditionExpression"] = "vup_id = :v"
@@ -48,7 +49,9 @@ struct QueryCommand: AsyncParsableCommand {
             let page = try await client.dynamoDB("Query", .object(request))
             var text = ""
             for item in page["Items"]?.arrayValue ?? [] {
-                text += ItemRendering.plain(item, redacting: redacting).serialized() + "\n"
+                // Attributes not in schemas/fields.json count as PII.
+                let pii = revealPII ? [] : Set((item.objectValue ?? [:]).keys.filter { fields.classOf($0) == .pii })
+                text += ItemRendering.plain(item, redacting: pii).serialized() + "\n"
                 count += 1
             }
             output.write(Data(text.utf8))

@@ -5,7 +5,7 @@ import TestSupport
 import XCTest
 
 /// `hemstream table` and `hemstream query`, run as the real binary against moto_server.
-final class TableCommandTests: XCTestCase {
+final class TableCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs one method at a time
     var env: [String: String] = [:]
     var table = ""
 
