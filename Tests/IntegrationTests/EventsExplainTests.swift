@@ -30,4 +30,31 @@ final class EventsExplainTests: XCTestCase {
         XCTAssertEqual(r.exitCode, 1)
         XCTAssertTrue(r.stderr.contains("\(file):1: missing Records"), r.stderr)
     }
+
+    /// The email entry of the hem.updated event's diff.
+    func emailChange(_ r: ProcessResult) throws -> JSON? {
+        let updated = try r.stdoutLines.map { try JSON.parse($0) }.first { $0["type"] == "hem.updated" }
+        return updated?["data"]?["changes"]?.arrayValue?.first { $0["field"] == "email" }
+    }
+
+    func testExplain_withPIIKey_hashesEmailWithTheKeyAndNeverPrintsIt() throws {
+        let file = try write(Self.shard)
+        let keyFile = try TemporaryFile(name: "pii.key", contents: Data("k1-secret".utf8))
+        let withFile = try Hemstream.run(["events", "explain", "--pii-key-file", keyFile.path, file])
+        XCTAssertEqual(withFile.exitCode, 0, withFile.stderr)
+        let change = try XCTUnwrap(try emailChange(withFile))
+        let before = try XCTUnwrap(change["before_hash"]?.stringValue)
+        let after = try XCTUnwrap(change["after_hash"]?.stringValue)
+        XCTAssertNotNil(before.range(of: "^[0-9a-f]{64}$", options: .regularExpression))
+        XCTAssertNotEqual(before, after, "different emails hash differently")
+        XCTAssertFalse(withFile.stdout.contains("@example.invalid"))
+
+        let withEnv = try Hemstream.run(["events", "explain", file], environment: ["HEMSTREAM_PII_KEY": "k1-secret"])
+        XCTAssertEqual(try emailChange(withEnv)?["before_hash"]?.stringValue, before, "the env key is the same key")
+        let otherKey = try Hemstream.run(["events", "explain", file], environment: ["HEMSTREAM_PII_KEY": "k2"])
+        XCTAssertNotEqual(try emailChange(otherKey)?["before_hash"]?.stringValue, before, "hashes depend on the key")
+
+        let noKey = try Hemstream.run(["events", "explain", file])
+        XCTAssertEqual(try emailChange(noKey), ["field": "email", "op": "modified", "class": "pii"])
+    }
 }
