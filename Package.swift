@@ -39,7 +39,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "Table", dependencies: ["AWSWire", "JSON", "Schemas"]),
-        .target(name: "Export", dependencies: ["CZlib", "JSON"]),
+        .target(name: "Export", dependencies: ["CZlib", "JSON", "AWSWire"]),
         .target(
             name: "Loader",
             dependencies: [
