@@ -1,0 +1,219 @@
+@testable import AWSWire
+import Foundation
+import JSON
+import TestSupport
+import XCTest
+
+/// The credential chain's precedence, as the AWS SDKs define it: environment, shared profile,
+/// container credentials, EC2 instance metadata (IMDSv2). Container and IMDS sources are real
+/// HTTP servers on loopback that answer the way ECS and EC2 do.
+final class CredentialChainTests: XCTestCase {
+    private var directory: TemporaryDirectory!
+
+    override func setUpWithError() throws {
+        directory = try TemporaryDirectory()
+    }
+
+    /// Writes ~/.aws/credentials and ~/.aws/config stand-ins and points the environment at them.
+    private func profileEnvironment(credentials: String, config: String = "", _ extra: [String: String] = [:])
+        throws -> [String: String]
+    {
+        let credentialsFile = directory.file("credentials")
+        let configFile = directory.file("config")
+        try credentials.write(to: credentialsFile, atomically: true, encoding: .utf8)
+        try config.write(to: configFile, atomically: true, encoding: .utf8)
+        var env = isolatedEnvironment(extra)
+        env["AWS_SHARED_CREDENTIALS_FILE"] = credentialsFile.path
+        env["AWS_CONFIG_FILE"] = configFile.path
+        return env
+    }
+
+    private static let profiles = """
+        [default]
+        aws_access_key_id = AKIDDEFAULT
+        aws_secret_access_key = default-secret
+
+        [analytics]
+        aws_access_key_id = AKIDANALYTICS
+        aws_secret_access_key = analytics-secret
+        aws_session_token = analytics-token
+        """
+
+    private static let config = """
+        [default]
+        region = eu-west-1
+
+        [profile analytics]
+        region = ap-southeast-2
+        """
+
+    private static func credentialDocument(_ id: String, expiresIn seconds: TimeInterval = 3600) -> String {
+        let expiry = ISO8601DateFormatter().string(from: Date().addingTimeInterval(seconds))
+        return #"{"Code":"Success","AccessKeyId":"\#(id)","SecretAccessKey":"\#(id)-secret","Token":"\#(id)-token","Expiration":"\#(expiry)"}"#
+    }
+
+    func testChain_whenEnvironmentAndProfileBothSet_environmentWinsWithSessionToken() async throws {
+        let env = try profileEnvironment(credentials: Self.profiles, config: Self.config, [
+            "AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "env-token",
+        ])
+        let configuration = try AWSConfiguration.resolve(environment: env)
+        let credentials = try await configuration.credentials.credentials()
+        XCTAssertEqual(credentials, AWSCredentials(accessKeyID: "AKIDENV", secretAccessKey: "env-secret", sessionToken: "env-token"))
+        let source = await configuration.credentials.currentSourceName()
+        XCTAssertEqual(source, "environment")
+        XCTAssertEqual(configuration.region, "eu-west-1", "region still comes from the default profile")
+    }
+
+    func testChain_whenOnlyAccessKeyInEnvironment_skipsToProfile() async throws {
+        let env = try profileEnvironment(credentials: Self.profiles, config: Self.config, ["AWS_ACCESS_KEY_ID": "AKIDENV"])
+        let credentials = try await AWSConfiguration.resolve(environment: env).credentials.credentials()
+        XCTAssertEqual(credentials.accessKeyID, "AKIDDEFAULT")
+    }
+
+    func testChain_whenAWSProfileNamesAProfile_usesItsKeysTokenAndRegion() async throws {
+        let env = try profileEnvironment(credentials: Self.profiles, config: Self.config, ["AWS_PROFILE": "analytics"])
+        let configuration = try AWSConfiguration.resolve(environment: env)
+        let credentials = try await configuration.credentials.credentials()
+        XCTAssertEqual(credentials, AWSCredentials(accessKeyID: "AKIDANALYTICS", secretAccessKey: "analytics-secret", sessionToken: "analytics-token"))
+        XCTAssertEqual(configuration.region, "ap-southeast-2")
+        let source = await configuration.credentials.currentSourceName()
+        XCTAssertEqual(source, "profile 'analytics'")
+    }
+
+    func testChain_whenAWSProfileIsMissing_failsNamingTheProfileAndFiles() throws {
+        let env = try profileEnvironment(credentials: Self.profiles, config: Self.config, ["AWS_PROFILE": "nosuch"])
+        XCTAssertThrowsError(try AWSConfiguration.resolve(environment: env)) { error in
+            let text = String(describing: error)
+            XCTAssertTrue(text.contains("'nosuch'"), text)
+            XCTAssertTrue(text.contains(self.directory.file("credentials").path), text)
+        }
+    }
+
+    func testRegion_precedence_flagThenAWSRegionThenDefaultRegionThenProfile() throws {
+        let base = try profileEnvironment(credentials: Self.profiles, config: Self.config)
+        var env = base
+        env["AWS_REGION"] = "us-west-2"
+        env["AWS_DEFAULT_REGION"] = "eu-central-1"
+        XCTAssertEqual(try AWSConfiguration.resolve(region: "sa-east-1", environment: env).region, "sa-east-1")
+        XCTAssertEqual(try AWSConfiguration.resolve(environment: env).region, "us-west-2")
+        env["AWS_REGION"] = nil
+        XCTAssertEqual(try AWSConfiguration.resolve(environment: env).region, "eu-central-1")
+        XCTAssertEqual(try AWSConfiguration.resolve(environment: base).region, "eu-west-1")
+    }
+
+    func testEndpoints_perServiceVariableBeatsGlobalOverride() throws {
+        let env = isolatedEnvironment([
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:1111/",
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": "http://127.0.0.1:2222",
+        ])
+        let configuration = try AWSConfiguration.resolve(environment: env)
+        XCTAssertEqual(configuration.endpoint(for: .dynamoDB), "http://127.0.0.1:1111")
+        XCTAssertEqual(configuration.endpoint(for: .dynamoDBStreams), "http://127.0.0.1:2222")
+        XCTAssertEqual(configuration.endpoint(for: .s3), "http://127.0.0.1:1111")
+        let plain = try AWSConfiguration.resolve(environment: isolatedEnvironment(["AWS_REGION": "eu-west-1"]))
+        XCTAssertEqual(plain.endpoint(for: .dynamoDB), "https://dynamodb.eu-west-1.amazonaws.com")
+    }
+
+    func testChain_whenContainerFullURIOnLoopback_fetchesWithAuthorizationTokenFromFile() async throws {
+        let server = try ScriptedHTTPServer(responses: [.json(200, Self.credentialDocument("ASIACONTAINER"))])
+        defer { server.stop() }
+        let tokenFile = directory.file("token")
+        try "secret-container-token\n".write(to: tokenFile, atomically: true, encoding: .utf8)
+        let env = isolatedEnvironment([
+            "AWS_REGION": "us-east-1",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": server.endpoint + "/v2/credentials/abc",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile.path,
+        ])
+        let chain = try AWSConfiguration.resolve(environment: env).credentials
+        let credentials = try await chain.credentials()
+        XCTAssertEqual(credentials.accessKeyID, "ASIACONTAINER")
+        XCTAssertEqual(credentials.sessionToken, "ASIACONTAINER-token")
+        XCTAssertNotNil(credentials.expiration)
+        XCTAssertEqual(server.requests.first?.path, "/v2/credentials/abc")
+        XCTAssertEqual(server.requests.first?.header("Authorization"), "secret-container-token")
+        let again = try await chain.credentials()
+        XCTAssertEqual(again, credentials)
+        XCTAssertEqual(server.requestCount, 1, "credentials valid for an hour are cached, not fetched again")
+    }
+
+    func testChain_whenContainerCredentialsExpireSoon_refreshesOnNextUse() async throws {
+        let server = try ScriptedHTTPServer(responses: [
+            .json(200, Self.credentialDocument("ASIAFIRST", expiresIn: 60)),
+            .json(200, Self.credentialDocument("ASIASECOND")),
+        ])
+        defer { server.stop() }
+        let env = isolatedEnvironment(["AWS_REGION": "us-east-1", "AWS_CONTAINER_CREDENTIALS_FULL_URI": server.endpoint + "/creds"])
+        let chain = try AWSConfiguration.resolve(environment: env).credentials
+        let first = try await chain.credentials()
+        let second = try await chain.credentials()
+        XCTAssertEqual(first.accessKeyID, "ASIAFIRST")
+        XCTAssertEqual(second.accessKeyID, "ASIASECOND", "within five minutes of expiry the chain refreshes")
+    }
+
+    func testChain_whenContainerFullURIIsPlainHTTPElsewhere_refusesIt() async throws {
+        let env = isolatedEnvironment([
+            "AWS_REGION": "us-east-1", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://203.0.113.9/creds",
+        ])
+        let chain = try AWSConfiguration.resolve(environment: env).credentials
+        XCTAssertFalse(chain.sourceNames.contains("container credentials"))
+        do {
+            _ = try await chain.credentials()
+            XCTFail("expected no credentials")
+        } catch {
+            XCTAssertTrue(String(describing: error).contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"), "\(error)")
+        }
+    }
+
+    func testChain_whenProfileAndContainerBothAvailable_profileWins() async throws {
+        let server = try ScriptedHTTPServer(responses: [.json(200, Self.credentialDocument("ASIACONTAINER"))])
+        defer { server.stop() }
+        let env = try profileEnvironment(credentials: Self.profiles, config: Self.config, [
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": server.endpoint + "/creds",
+        ])
+        let chain = try AWSConfiguration.resolve(environment: env).credentials
+        XCTAssertEqual(chain.sourceNames, ["profile 'default'", "container credentials"])
+        let credentials = try await chain.credentials()
+        XCTAssertEqual(credentials.accessKeyID, "AKIDDEFAULT")
+        XCTAssertEqual(server.requestCount, 0)
+    }
+
+    func testChain_whenOnlyInstanceMetadata_usesIMDSv2TokenThenRoleThenCredentials() async throws {
+        let server = try ScriptedHTTPServer { request, _ in
+            switch (request.method, request.path) {
+            case ("PUT", "/latest/api/token"):
+                return request.header("X-aws-ec2-metadata-token-ttl-seconds") == nil
+                    ? .text(400, "ttl missing") : .text(200, "imds-session-token")
+            case ("GET", "/latest/meta-data/iam/security-credentials/"):
+                return request.header("X-aws-ec2-metadata-token") == "imds-session-token"
+                    ? .text(200, "hemstream-role\n") : .text(401, "")
+            case ("GET", "/latest/meta-data/iam/security-credentials/hemstream-role"):
+                return request.header("X-aws-ec2-metadata-token") == "imds-session-token"
+                    ? .json(200, Self.credentialDocument("ASIAINSTANCE")) : .text(401, "")
+            default:
+                return .text(404, "not found")
+            }
+        }
+        defer { server.stop() }
+        var env = isolatedEnvironment(["AWS_REGION": "us-east-1", "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.endpoint + "/"])
+        env["AWS_EC2_METADATA_DISABLED"] = nil
+        let chain = try AWSConfiguration.resolve(environment: env).credentials
+        XCTAssertEqual(chain.sourceNames, ["EC2 instance metadata"])
+        let credentials = try await chain.credentials()
+        XCTAssertEqual(credentials.accessKeyID, "ASIAINSTANCE")
+        XCTAssertEqual(credentials.sessionToken, "ASIAINSTANCE-token")
+        XCTAssertEqual(server.requests.map(\.method), ["PUT", "GET", "GET"])
+    }
+
+    func testChain_whenNothingConfigured_failsWithOneLineNamingWhatToSet() async throws {
+        let chain = try AWSConfiguration.resolve(environment: isolatedEnvironment(["AWS_REGION": "us-east-1"])).credentials
+        XCTAssertEqual(chain.sourceNames, [])
+        do {
+            _ = try await chain.credentials()
+            XCTFail("expected no credentials")
+        } catch {
+            let text = String(describing: error)
+            XCTAssertTrue(text.contains("AWS_ACCESS_KEY_ID"), text)
+            XCTAssertFalse(text.contains("\n"), text)
+        }
+    }
+}
