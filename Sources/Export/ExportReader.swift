@@ -29,6 +29,7 @@ public final class ExportReader {
     private var bomChecked = false
     private var prefix: [UInt8] = []
     private var finished = false
+    private var pendingFailure: ExportError?
 
     public init(location: ExportLocation, client: AWSClient?) async throws {
         self.location = location
@@ -46,10 +47,37 @@ public final class ExportReader {
     }
 
     /// Up to `maxRecords` records; nil at the end of the source. Throws ExportError.
+    ///
+    /// Records before a failure come out first: the batch that meets the failure ends there,
+    /// and the next call throws it, so what a caller sees does not depend on the batch size.
     public func nextBatch(maxRecords: Int = 4096) async throws -> [ExportRecord]? {
+        if let failure = pendingFailure {
+            pendingFailure = nil
+            finished = true
+            throw failure
+        }
         guard !finished, let validator else { return nil }
         var out: [ExportRecord] = []
         out.reserveCapacity(min(max(maxRecords, 1), 4096))
+        do {
+            try await fill(&out, maxRecords: maxRecords, validator: validator)
+        } catch {
+            recordsRead += out.count
+            if out.isEmpty {
+                finished = true
+                throw error
+            }
+            pendingFailure = error
+            return out
+        }
+        recordsRead += out.count
+        if out.isEmpty && finished { return nil }
+        return out
+    }
+
+    private func fill(_ out: inout [ExportRecord], maxRecords: Int, validator: RowValidator)
+        async throws(ExportError)
+    {
         while out.count < maxRecords {
             if csv.next() {
                 out.append(validator.validate(csv))
@@ -61,7 +89,6 @@ public final class ExportReader {
             }
             if csv.finish() {
                 if csv.unterminatedQuote {
-                    finished = true
                     throw ExportError(
                         source: name, line: csv.recordLine,
                         message: "the source ends inside a quoted field that starts on this line (file cut short?)")
@@ -71,9 +98,6 @@ public final class ExportReader {
             finished = true
             break
         }
-        recordsRead += out.count
-        if out.isEmpty && finished { return nil }
-        return out
     }
 
     private func readHeader() async throws(ExportError) {
