@@ -36,7 +36,8 @@ struct ColumnLayout {
             let key = name.lowercased()
             if Self.known.contains(key) {
                 if positions[key] != nil {
-                    throw ExportError(source: sourceName, line: 1, message: "column '\(key)' appears twice in the header")
+                    throw ExportError(
+                        source: sourceName, line: 1, message: "column '\(key)' appears twice in the header")
                 }
                 positions[key] = index
             } else if Self.isPrintableColumnName(name) {

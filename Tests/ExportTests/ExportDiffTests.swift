@@ -110,9 +110,13 @@ final class ExportDiffTests: XCTestCase {
         XCTAssertEqual(diff.unchanged, 1)
         // hem 2: only its rejection, never a removal; hem 3: removed.
         XCTAssertEqual(changes.count, 3, "\(changes)")
-        XCTAssertTrue(changes.contains(.rejected(RowRejection(
-            source: directory.file("day2.csv").path, line: 3, reason: .invalidTimestamp, hem: Synthetic.hem(2),
-            field: "updated_at"))))
+        XCTAssertTrue(
+            changes.contains(
+                .rejected(
+                    RowRejection(
+                        source: directory.file("day2.csv").path, line: 3, reason: .invalidTimestamp,
+                        hem: Synthetic.hem(2),
+                        field: "updated_at"))))
         XCTAssertTrue(changes.contains { if case .rejected(let r) = $0 { r.reason == .invalidHem } else { false } })
         XCTAssertFalse(changes.contains { if case .removed(let r) = $0 { r.hem == Synthetic.hem(2) } else { false } })
         XCTAssertTrue(changes.contains { if case .removed(let r) = $0 { r.hem == Synthetic.hem(3) } else { false } })
@@ -144,8 +148,10 @@ final class ExportDiffTests: XCTestCase {
     func testOutOfOrderCurrent_throwsNamingSourceAndLine_beforeAnyLaterChange() async throws {
         let previous = (0..<10).map { Synthetic.row($0) }
         let current =
-            (0..<3).map { Synthetic.row($0, vup: "vup-new") } + [Synthetic.row(6, vup: "vup-new"),
-                Synthetic.row(4, vup: "vup-new")] + (7..<10).map { Synthetic.row($0, vup: "vup-new") }
+            (0..<3).map { Synthetic.row($0, vup: "vup-new") } + [
+                Synthetic.row(6, vup: "vup-new"),
+                Synthetic.row(4, vup: "vup-new"),
+            ] + (7..<10).map { Synthetic.row($0, vup: "vup-new") }
         for step in [1, 4096] {
             let (changes, error, _) = try await diff(previous, current, step: step)
             let failure = try XCTUnwrap(error)

@@ -30,7 +30,8 @@ final class GzipReadingTests: XCTestCase {
     func testMultiMemberGzip_isReadToTheEnd() async throws {
         let directory = try TemporaryDirectory()
         // As `cat a.gz b.gz c.gz`: the header in the first member, rows spread over three.
-        let bytes = try gzip(lines(0..<5)) + gzip(lines(5..<4000, header: false)) + gzip(lines(4000..<4003, header: false))
+        let bytes =
+            try gzip(lines(0..<5)) + gzip(lines(5..<4000, header: false)) + gzip(lines(4000..<4003, header: false))
         let result = try await readBytes(bytes, named: "multi.gz", in: directory)
         XCTAssertNil(result.error)
         XCTAssertEqual(result.rows.map(\.hem), (0..<4003).map { Synthetic.hem($0) })
