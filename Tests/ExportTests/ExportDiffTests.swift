@@ -145,6 +145,25 @@ final class ExportDiffTests: XCTestCase {
         XCTAssertEqual(duplicate.line, 3)
     }
 
+    func testDuplicateHemInPrevious_isCounted_keepingTheFirst() async throws {
+        let previous = [Synthetic.row(1, vup: "vup-a"), Synthetic.row(1, vup: "vup-b"), Synthetic.row(2)]
+        let current = [Synthetic.row(1, vup: "vup-a"), Synthetic.row(2)]
+        let (changes, error, diff) = try await diff(previous, current)
+        XCTAssertNil(error)
+        XCTAssertTrue(changes.isEmpty, "\(changes)")
+        XCTAssertEqual(diff.unchanged, 2)
+        XCTAssertEqual(diff.previousRejected, 1)
+    }
+
+    func testRejectionWithoutHem_betweenSortedRows_doesNotBreakTheOrderCheck() async throws {
+        let previous = [Synthetic.row(1), Synthetic.row(3)]
+        let current = [Synthetic.row(1), "bad-hem,v,,,,,2026-11-25T10:00:00Z", Synthetic.row(2), Synthetic.row(3)]
+        let (changes, error, _) = try await diff(previous, current)
+        XCTAssertNil(error)
+        XCTAssertEqual(changes.count, 2, "\(changes)")
+        XCTAssertTrue(changes.contains { if case .added(let row) = $0 { row.hem == Synthetic.hem(2) } else { false } })
+    }
+
     func testOutOfOrderCurrent_throwsNamingSourceAndLine_beforeAnyLaterChange() async throws {
         let previous = (0..<10).map { Synthetic.row($0) }
         let current =
