@@ -48,6 +48,19 @@ final class GzipReadingTests: XCTestCase {
         XCTAssertTrue(result.rejections.isEmpty)
     }
 
+    func testZeroPaddingAfterTheLastMember_isIgnored_butOtherTrailingBytesAreAnError() async throws {
+        let directory = try TemporaryDirectory()
+        let member = try gzip(lines(0..<10))
+        var result = try await readBytes(member + [UInt8](repeating: 0, count: 512), named: "padded.gz", in: directory)
+        XCTAssertNil(result.error)
+        XCTAssertEqual(result.rows.count, 10)
+        result = try await readBytes(member + [0, 0, 7], named: "junk.gz", in: directory)
+        XCTAssertNotNil(result.error)
+        result = try await readBytes(member + Array("garbage".utf8), named: "garbage.gz", in: directory)
+        let error = try XCTUnwrap(result.error)
+        XCTAssertTrue(error.description.contains("garbage.gz"), error.description)
+    }
+
     func testTruncatedGzip_isAnErrorNamingTheSource() async throws {
         let directory = try TemporaryDirectory()
         let whole = try gzip(lines(0..<2000))
