@@ -84,6 +84,8 @@ struct RowValidator {
     static let itemLimit = 400 * 1024
     /// Room left for attributes the loader adds (e.g. `previous_vup_id`) when checking the limit.
     static let itemReserve = 1024
+    /// DynamoDB's limit for a sort key, which vup_id is in the `hem-index` GSI.
+    static let maxVupIDBytes = 1024
 
     let layout: ColumnLayout
     let sourceName: String
@@ -163,6 +165,7 @@ struct RowValidator {
 
         let vupID: String
         if let given = vup.value {
+            if given.utf8.count > Self.maxVupIDBytes { return reject(.invalidVupID, hem: hem, field: "vup_id") }
             if given.utf8.starts(with: "UNRESOLVED#".utf8) && given != ExportRow.sentinel(forHem: hem) {
                 return reject(.sentinelMismatch, hem: hem, field: "vup_id")
             }

@@ -71,6 +71,15 @@ final class RowValidationTests: XCTestCase {
         XCTAssertEqual(rejection.field, "vup_id")
     }
 
+    func testVupIDOver1024Bytes_isRejected_asInvalidVupID() async throws {
+        let long = String(repeating: "v", count: 1025)
+        let rejection = try await onlyRejection(["\(Synthetic.hem(1)),\(long),,,,,2026-11-25T10:00:00Z"])
+        XCTAssertEqual(rejection.reason, .invalidVupID)
+        XCTAssertEqual(rejection.field, "vup_id")
+        let result = try await read(["\(Synthetic.hem(1)),\(long.dropLast()),,,,,2026-11-25T10:00:00Z"])
+        XCTAssertEqual(result.rows.count, 1)
+    }
+
     func testMissingUpdatedAt_isRejected() async throws {
         let rejection = try await onlyRejection(["\(Synthetic.hem(1)),vup-1,u@example.invalid,,,,  "])
         XCTAssertEqual(rejection.reason, .missingUpdatedAt)
@@ -91,6 +100,7 @@ final class RowValidationTests: XCTestCase {
         for value in [
             "yesterday", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-25T24:00:00Z",
             "2026-11-25T10:00:00+2500", "2026-11-25T10:00Z", "2026-11-25T10:00:00Zjunk", "2026-11-25",
+            "9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00", "2026-11-25T10:00:60Z",
         ] {
             let rejection = try await onlyRejection(["\(Synthetic.hem(1)),vup-1,,,,,\(value)"])
             XCTAssertEqual(rejection.reason, .invalidTimestamp, value)
@@ -168,6 +178,7 @@ final class RowValidationTests: XCTestCase {
                 "\(Synthetic.hem(3)),v,d@example.invalid,,,,",
                 "\(Synthetic.hem(4)),v,e@example.invalid,,,",
                 "\(Synthetic.hem(5)),v,f@example.invalid,,,\(String(repeating: "z", count: 410_000)),2026-11-25T10:00:00Z",
+                "\(Synthetic.hem(7)),\(String(repeating: "v", count: 2000)),h@example.invalid,,,,2026-11-25T10:00:00Z",
             ]))
         bytes +=
             Array("\(Synthetic.hem(6)),v,g@example.invalid,\u{1}".utf8) + [0xc3]
@@ -178,7 +189,7 @@ final class RowValidationTests: XCTestCase {
             Set(result.rejections.map(\.reason)),
             [
                 .invalidHem, .sentinelMismatch, .invalidTimestamp, .missingUpdatedAt, .fieldCount, .itemTooLarge,
-                .invalidUTF8,
+                .invalidUTF8, .invalidVupID,
             ])
     }
 }
