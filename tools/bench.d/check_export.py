@@ -3,7 +3,7 @@
 hem = sha256 of the email, emails only at example.invalid, timestamps ISO 8601 with Z, and the
 day1 -> day2 differences (found by a merge-join of the two files) equal expected-changes.json.
 
-    tools/check-export DIR        exit 0 and "ok" on stdout, else 1 and what differs
+    python3 tools/bench.d/check_export.py DIR     exit 0 and "ok" on stdout, else 1 and what differs
 """
 
 import csv
