@@ -2,13 +2,15 @@
 # free loopback ports, start servers and stop them by PID.
 
 APT_PACKAGES="librdkafka-dev libcurl4-openssl-dev libz-dev kcat pkg-config"
+# libz-dev is a virtual package (dpkg -s never finds it); its real name is checked instead.
+hs_apt_name_installed() { [ "$1" = libz-dev ] && set -- zlib1g-dev; dpkg -s "$1" >/dev/null 2>&1; }
 
 hs_log() { printf '%s %s\n' "[$(date -u +%H:%M:%S)]" "$*" >&2; }
 
 hs_install_deps() {
     local missing=""
     for p in $APT_PACKAGES; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+        hs_apt_name_installed "$p" || missing="$missing $p"
     done
     if [ -n "$missing" ]; then
         hs_log "installing apt packages:$missing"
