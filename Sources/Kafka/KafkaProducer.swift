@@ -10,20 +10,29 @@ public final class KafkaProducer: @unchecked Sendable {
     // from any thread; every other stored property is Sendable.
     public let topic: String
     public let bootstrapServers: String
+    /// Partitions of the topic when the producer started.
+    public let partitionCount: Int
     let client: RDKafkaClient
     let topicHandle: OpaquePointer
     private let poller: PollThread
 
-    /// Creates the client and starts its poll thread. `logLevel` (syslog levels, 0-7) lets
-    /// librdkafka's own log lines through to stderr; -1 keeps them quiet.
+    /// Creates the client, checks through metadata (within `metadataTimeout`) that the topic
+    /// exists, creating it first when `createTopic` is set, and starts the poll thread.
+    /// `logLevel` (syslog levels, 0-7) lets librdkafka's own log lines through to stderr; -1
+    /// keeps them quiet.
     public init(
-        topic: String, configuration: KafkaConfiguration, logLevel: Int32 = -1,
+        topic: String, configuration: KafkaConfiguration, createTopic: Bool = false,
+        metadataTimeout: Duration = .seconds(10), logLevel: Int32 = -1,
         onDelivery: @escaping @Sendable (KafkaDeliveryReport) -> Void
     ) throws(KafkaError) {
         self.topic = topic
         self.bootstrapServers = configuration["bootstrap.servers"] ?? ""
         let context = RDKafkaContext(logLevel: logLevel, onDelivery: onDelivery)
         client = try RDKafkaClient(type: RD_KAFKA_PRODUCER, configuration: configuration, context: context)
+        // Before any topic handle exists: a handle makes librdkafka ask for the topic in a way
+        // that lets brokers auto-create it, which would hide a misspelt topic.
+        partitionCount = try Self.checkTopic(
+            topic, client: client, bootstrapServers: bootstrapServers, create: createTopic, timeout: metadataTimeout)
         guard let rkt = rd_kafka_topic_new(client.handle, topic, nil) else {
             throw KafkaError(rd_kafka_last_error(), context: "topic \(topic)")
         }
@@ -43,6 +52,12 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Cluster metadata, bounded by `timeout`. An unreachable cluster is an error that names the
     /// brokers and what librdkafka last reported about them.
     public func metadata(timeout: Duration = .seconds(10)) throws(KafkaError) -> KafkaClusterMetadata {
+        try Self.metadata(client: client, bootstrapServers: bootstrapServers, timeout: timeout)
+    }
+
+    static func metadata(client: RDKafkaClient, bootstrapServers: String, timeout: Duration) throws(KafkaError)
+        -> KafkaClusterMetadata
+    {
         switch client.metadata(timeoutMs: timeout.milliseconds) {
         case .success(let md): return md
         case .failure(var error):
@@ -54,8 +69,12 @@ public final class KafkaProducer: @unchecked Sendable {
 
     /// Checks that the topic exists and returns its partition count; with `create`, asks the
     /// cluster to auto-create it first (local use: brokers with auto-creation on, or the mock).
-    @discardableResult
-    public func checkTopic(create: Bool = false, timeout: Duration = .seconds(10)) throws(KafkaError) -> Int {
+    static func checkTopic(
+        _ topic: String, client: RDKafkaClient, bootstrapServers: String, create: Bool, timeout: Duration
+    ) throws(KafkaError) -> Int {
+        func metadata(timeout: Duration) throws(KafkaError) -> KafkaClusterMetadata {
+            try Self.metadata(client: client, bootstrapServers: bootstrapServers, timeout: timeout)
+        }
         var md = try metadata(timeout: timeout)
         if md.topics[topic] == nil, create {
             _ = client.requestTopic(topic, timeoutMs: timeout.milliseconds)
