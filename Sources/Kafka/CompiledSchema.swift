@@ -1,0 +1,234 @@
+import Foundation
+import JSON
+
+/// A JSON Schema (the draft 2020-12 subset the change-event schema uses) compiled once, for the
+/// publish hot path: `pattern`s become POSIX regexes, `$ref`s are resolved ahead of time.
+/// It only answers "certainly valid" or "not sure": callers send every "not sure" to the
+/// canonical validator (Events' `ChangeEventSchema`), which gives the verdict and the messages.
+/// So this can never reject a valid event, and accepts only what every rule here passes.
+public final class CompiledSchema: Sendable {
+    private let root: Node
+
+    public init(_ schema: JSON) {
+        var refs: [String: Node] = [:]
+        root = Node.compile(schema, root: schema, refs: &refs)
+    }
+
+    /// True when `value` passes every rule; false means "ask the canonical validator".
+    public func certainlyValid(_ value: JSON) -> Bool { root.verdict(value) == .valid }
+}
+
+private final class Node: @unchecked Sendable {
+    // @unchecked: built once in `compile` (refs filled in before the schema is used), then only read.
+    var boolean: Bool?
+    var ref: Node?
+    var types: [String]?
+    var const: JSON?
+    var enumValues: [JSON]?
+    var minLength: Int?
+    var pattern: Pattern?
+    var dateTime = false
+    var required: [String] = []
+    var properties: [String: Node] = [:]
+    var forbidsAdditional = false
+    var additional: Node?
+    var minItems: Int?
+    var items: Node?
+    var allOf: [Node] = []
+    var anyOf: [Node]?
+    var oneOf: [Node]?
+    var ifNode: Node?
+    var thenNode: Node?
+    var elseNode: Node?
+    /// A keyword this compiler does not know makes the node answer "not sure".
+    var unsupported = false
+
+    static let known: Set<String> = [
+        "$schema", "$id", "title", "description", "$defs", "$ref", "type", "const", "enum", "minLength", "pattern",
+        "format", "required", "properties", "additionalProperties", "minItems", "items", "allOf", "anyOf", "oneOf",
+        "if", "then", "else",
+    ]
+
+    static func compile(_ schema: JSON, root: JSON, refs: inout [String: Node]) -> Node {
+        let n = Node()
+        if case .bool(let b) = schema {
+            n.boolean = b
+            return n
+        }
+        guard case .object(let s) = schema else { return n }
+        if s.keys.contains(where: { !known.contains($0) }) { n.unsupported = true }
+        if let r = s["$ref"]?.stringValue {
+            if let done = refs[r] {
+                n.ref = done
+            } else if r.hasPrefix("#/") {
+                var target: JSON? = root
+                for part in r.dropFirst(2).split(separator: "/") { target = target?[String(part)] }
+                if let target {
+                    let placeholder = Node()
+                    refs[r] = placeholder
+                    let compiled = compile(target, root: root, refs: &refs)
+                    placeholder.ref = compiled
+                    n.ref = compiled
+                } else {
+                    n.unsupported = true
+                }
+            } else {
+                n.unsupported = true
+            }
+        }
+        if let t = s["type"] { n.types = t.arrayValue?.compactMap(\.stringValue) ?? [t.stringValue ?? ""] }
+        n.const = s["const"]
+        n.enumValues = s["enum"]?.arrayValue
+        n.minLength = s["minLength"]?.intValue
+        if let p = s["pattern"]?.stringValue {
+            n.pattern = Pattern(p)
+            if n.pattern == nil { n.unsupported = true }
+        }
+        if let f = s["format"]?.stringValue {
+            if f == "date-time" { n.dateTime = true } else { n.unsupported = true }
+        }
+        n.required = s["required"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        for (k, v) in s["properties"]?.objectValue ?? [:] { n.properties[k] = compile(v, root: root, refs: &refs) }
+        if let extra = s["additionalProperties"] {
+            if case .bool(false) = extra { n.forbidsAdditional = true } else { n.additional = compile(extra, root: root, refs: &refs) }
+        }
+        n.minItems = s["minItems"]?.intValue
+        if let i = s["items"] { n.items = compile(i, root: root, refs: &refs) }
+        n.allOf = (s["allOf"]?.arrayValue ?? []).map { compile($0, root: root, refs: &refs) }
+        n.anyOf = s["anyOf"]?.arrayValue?.map { compile($0, root: root, refs: &refs) }
+        n.oneOf = s["oneOf"]?.arrayValue?.map { compile($0, root: root, refs: &refs) }
+        if let c = s["if"] {
+            n.ifNode = compile(c, root: root, refs: &refs)
+            n.thenNode = s["then"].map { compile($0, root: root, refs: &refs) }
+            n.elseNode = s["else"].map { compile($0, root: root, refs: &refs) }
+        }
+        return n
+    }
+
+    static func typeName(_ v: JSON) -> String {
+        switch v {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .number(let raw): return raw.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) ? "number" : "integer"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+
+    func verdict(_ value: JSON) -> Verdict {
+        if unsupported { return .unsure }
+        if let boolean { return boolean ? .valid : .invalid }
+        var result = Verdict.valid
+        // Every rule must pass: the first "invalid" decides; an "unsure" taints the result.
+        func rule(_ v: Verdict) -> Bool {
+            if v == .invalid { result = .invalid }
+            if v == .unsure { result = .unsure }
+            return v == .invalid
+        }
+        if let ref, rule(ref.verdict(value)) { return result }
+        if let types {
+            let actual = Self.typeName(value)
+            guard types.contains(actual) || (actual == "integer" && types.contains("number")) else { return .invalid }
+        }
+        if let const, const != value { return .invalid }
+        if let enumValues, !enumValues.contains(value) { return .invalid }
+        switch value {
+        case .string(let str):
+            if let minLength, str.count < minLength { return .invalid }
+            if let pattern, rule(pattern.verdict(str)) { return result }
+            if dateTime, rule(Pattern.dateTime.verdict(str)) { return result }
+        case .object(let members):
+            for k in required where members[k] == nil { return .invalid }
+            for (k, v) in members {
+                if let sub = properties[k] {
+                    if rule(sub.verdict(v)) { return result }
+                } else if forbidsAdditional {
+                    return .invalid
+                } else if let additional, rule(additional.verdict(v)) {
+                    return result
+                }
+            }
+        case .array(let elements):
+            if let minItems, elements.count < minItems { return .invalid }
+            if let items { for e in elements where rule(items.verdict(e)) { return result } }
+        default: break
+        }
+        for sub in allOf where rule(sub.verdict(value)) { return result }
+        if let anyOf {
+            let vs = anyOf.map { $0.verdict(value) }
+            if rule(vs.contains(.valid) ? .valid : vs.contains(.unsure) ? .unsure : .invalid) { return result }
+        }
+        if let oneOf {
+            let vs = oneOf.map { $0.verdict(value) }
+            let v: Verdict = vs.contains(.unsure) ? .unsure : vs.filter { $0 == .valid }.count == 1 ? .valid : .invalid
+            if rule(v) { return result }
+        }
+        if let ifNode {
+            switch ifNode.verdict(value) {
+            case .valid: if let thenNode, rule(thenNode.verdict(value)) { return result }
+            case .invalid: if let elseNode, rule(elseNode.verdict(value)) { return result }
+            case .unsure: result = .unsure
+            }
+        }
+        return result
+    }
+}
+
+enum Verdict { case valid, invalid, unsure }
+
+/// A `pattern` as a POSIX extended regex (for the subset both dialects read alike), or a
+/// prefix rule for `^(?!LITERAL).+$`. Patterns outside that subset are not compiled.
+final class Pattern: @unchecked Sendable {
+    // @unchecked: the regex_t is compiled once and only read; glibc's regexec is thread-safe.
+    private var regex = regex_t()
+    private let forbiddenPrefix: String?
+    private let compiled: Bool
+
+    static let dateTime = Pattern(
+        #"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"#
+    )!
+
+    init?(_ pattern: String) {
+        if let m = pattern.wholeMatch(of: /\^\(\?!([A-Za-z0-9#_:-]+)\)\.\+\$/) {
+            forbiddenPrefix = String(m.1)
+            compiled = false
+            return
+        }
+        forbiddenPrefix = nil
+        // Only anchored, plain constructs: no lookaround, backreferences, lazy or possessive
+        // quantifiers, and no escapes but \d and \. (ERE has no \d: it becomes [0-9]).
+        guard !pattern.contains("(?"), !pattern.contains("*?"), !pattern.contains("+?"), !pattern.contains("}?"),
+            pattern.hasPrefix("^"), pattern.hasSuffix("$")
+        else { return nil }
+        var ere = ""
+        var escaped = false
+        for c in pattern {
+            if escaped {
+                switch c {
+                case "d": ere += "[0-9]"
+                case ".": ere += "\\."
+                default: return nil
+                }
+                escaped = false
+            } else if c == "\\" {
+                escaped = true
+            } else {
+                ere.append(c)
+            }
+        }
+        guard !escaped, regcomp(&regex, ere, REG_EXTENDED | REG_NOSUB) == 0 else { return nil }
+        compiled = true
+    }
+
+    deinit { if compiled { regfree(&regex) } }
+
+    /// Control characters (newlines included) and non-ASCII text are where the regex dialects
+    /// (bytes vs characters, `.` and `$` around newlines) may differ: those are "unsure".
+    func verdict(_ s: String) -> Verdict {
+        guard s.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x80 }) else { return .unsure }
+        if let forbiddenPrefix { return !s.isEmpty && !s.hasPrefix(forbiddenPrefix) ? .valid : .invalid }
+        return regexec(&regex, s, 0, nil, 0) == 0 ? .valid : .invalid
+    }
+}
+
