@@ -17,6 +17,18 @@ public final class NDJSONPublisher: Sendable {
         /// A fatal producer error, which stops the run.
         public var fatal: String?
 
+        public init(
+            read: Int = 0, published: Int = 0, rejected: Int = 0, failed: Int = 0, interrupted: Bool = false,
+            fatal: String? = nil
+        ) {
+            self.read = read
+            self.published = published
+            self.rejected = rejected
+            self.failed = failed
+            self.interrupted = interrupted
+            self.fatal = fatal
+        }
+
         public var json: String {
             var w = JSONWriter()
             w.beginObject()
