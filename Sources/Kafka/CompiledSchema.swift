@@ -7,7 +7,7 @@ import JSON
 /// canonical validator (Events' `ChangeEventSchema`), which gives the verdict and the messages.
 /// So this can never reject a valid event, and accepts only what every rule here passes.
 public final class CompiledSchema: Sendable {
-    private let root: Node
+    let root: Node
 
     public init(_ schema: JSON) {
         var refs: [String: Node] = [:]
@@ -18,7 +18,7 @@ public final class CompiledSchema: Sendable {
     public func certainlyValid(_ value: JSON) -> Bool { root.verdict(value) == .valid }
 }
 
-private final class Node: @unchecked Sendable {
+final class Node: @unchecked Sendable {
     // @unchecked: built once in `compile` (refs filled in before the schema is used), then only read.
     var boolean: Bool?
     var ref: Node?
@@ -42,6 +42,11 @@ private final class Node: @unchecked Sendable {
     var elseNode: Node?
     /// A keyword this compiler does not know makes the node answer "not sure".
     var unsupported = false
+    // The same rules in byte form, for `EventScanner`'s tape.
+    var bytePattern: BytePattern?
+    var propertyList: [(key: [UInt8], node: Node)] = []
+    var requiredIndexes: [Int] = []
+    var requiredOther: [[UInt8]] = []
 
     static let known: Set<String> = [
         "$schema", "$id", "title", "description", "$defs", "$ref", "type", "const", "enum", "minLength", "pattern",
@@ -82,7 +87,8 @@ private final class Node: @unchecked Sendable {
         n.minLength = s["minLength"]?.intValue
         if let p = s["pattern"]?.stringValue {
             n.pattern = Pattern(p)
-            if n.pattern == nil { n.unsupported = true }
+            n.bytePattern = BytePattern(p)
+            if n.pattern == nil || n.bytePattern == nil { n.unsupported = true }
         }
         if let f = s["format"]?.stringValue {
             if f == "date-time" { n.dateTime = true } else { n.unsupported = true }
@@ -91,6 +97,15 @@ private final class Node: @unchecked Sendable {
         for (k, v) in s["properties"]?.objectValue ?? [:] { n.properties[k] = compile(v, root: root, refs: &refs) }
         if let extra = s["additionalProperties"] {
             if case .bool(false) = extra { n.forbidsAdditional = true } else { n.additional = compile(extra, root: root, refs: &refs) }
+        }
+        n.propertyList = n.properties.map { (Array($0.key.utf8), $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        if n.propertyList.count > 64 { n.unsupported = true }
+        for r in n.required {
+            if let i = n.propertyList.firstIndex(where: { $0.key == Array(r.utf8) }) {
+                n.requiredIndexes.append(i)
+            } else {
+                n.requiredOther.append(Array(r.utf8))
+            }
         }
         n.minItems = s["minItems"]?.intValue
         if let i = s["items"] { n.items = compile(i, root: root, refs: &refs) }
@@ -176,6 +191,118 @@ private final class Node: @unchecked Sendable {
 }
 
 enum Verdict { case valid, invalid, unsure }
+
+extension Node {
+    static func typeName(_ kind: TokenKind) -> String {
+        switch kind {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .integer: return "integer"
+        case .number: return "number"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+
+    /// The value at token `t` as a JSON value, for `const`/`enum` (small values only).
+    static func json(_ tape: Tape, _ t: Int) -> JSON? {
+        let tok = tape.tokens[t]
+        let text = { String(decoding: UnsafeBufferPointer(rebasing: tape.bytes[tok.range]), as: UTF8.self) }
+        switch tok.kind {
+        case .null: return .null
+        case .bool: return .bool(tape.bytes[Int(tok.start)] == UInt8(ascii: "t"))
+        case .integer, .number: return .number(text())
+        case .string: return .string(text())
+        case .array, .object: return nil
+        }
+    }
+
+    /// `verdict(_:)` on the tape: the same rules, read from bytes.
+    func verdict(_ tape: Tape, _ t: Int) -> Verdict {
+        if unsupported { return .unsure }
+        if let boolean { return boolean ? .valid : .invalid }
+        var result = Verdict.valid
+        func rule(_ v: Verdict) -> Bool {
+            if v == .invalid { result = .invalid }
+            if v == .unsure { result = .unsure }
+            return v == .invalid
+        }
+        if let ref, rule(ref.verdict(tape, t)) { return result }
+        let tok = tape.tokens[t]
+        if let types {
+            let actual = Self.typeName(tok.kind)
+            guard types.contains(actual) || (actual == "integer" && types.contains("number")) else { return .invalid }
+        }
+        if const != nil || enumValues != nil {
+            guard let value = Self.json(tape, t) else { return .unsure }
+            if let const, const != value { return .invalid }
+            if let enumValues, !enumValues.contains(value) { return .invalid }
+        }
+        switch tok.kind {
+        case .string:
+            // The tape holds printable ASCII only: one byte is one character.
+            if let minLength, tok.range.count < minLength { return .invalid }
+            if let bytePattern, !bytePattern.matches(tape.bytes, tok.range) { return .invalid }
+            if dateTime, !BytePattern.isDateTime(tape.bytes, tok.range) { return .invalid }
+        case .object:
+            var seen: UInt64 = 0
+            var k = t + 1
+            for _ in 0..<tok.count {
+                let v = k + 1
+                if let index = propertyList.firstIndex(where: { tape.equals(k, $0.key) }) {
+                    // A repeated key: the canonical parser keeps one of them; leave it to it.
+                    if seen & (1 << index) != 0 { return .unsure }
+                    seen |= 1 << index
+                    if rule(propertyList[index].node.verdict(tape, v)) { return result }
+                } else if forbidsAdditional {
+                    return .invalid
+                } else if let additional, rule(additional.verdict(tape, v)) {
+                    return result
+                }
+                k = Int(tape.tokens[v].next)
+            }
+            for i in requiredIndexes where seen & (1 << i) == 0 { return .invalid }
+            for name in requiredOther {
+                var present = false
+                var m = t + 1
+                for _ in 0..<tok.count where !present {
+                    present = tape.equals(m, name)
+                    m = Int(tape.tokens[m + 1].next)
+                }
+                if !present { return .invalid }
+            }
+        case .array:
+            if let minItems, Int(tok.count) < minItems { return .invalid }
+            if let items {
+                var e = t + 1
+                for _ in 0..<tok.count {
+                    if rule(items.verdict(tape, e)) { return result }
+                    e = Int(tape.tokens[e].next)
+                }
+            }
+        default: break
+        }
+        for sub in allOf where rule(sub.verdict(tape, t)) { return result }
+        if let anyOf {
+            let vs = anyOf.map { $0.verdict(tape, t) }
+            if rule(vs.contains(.valid) ? .valid : vs.contains(.unsure) ? .unsure : .invalid) { return result }
+        }
+        if let oneOf {
+            let vs = oneOf.map { $0.verdict(tape, t) }
+            let v: Verdict = vs.contains(.unsure) ? .unsure : vs.filter { $0 == .valid }.count == 1 ? .valid : .invalid
+            if rule(v) { return result }
+        }
+        if let ifNode {
+            switch ifNode.verdict(tape, t) {
+            case .valid: if let thenNode, rule(thenNode.verdict(tape, t)) { return result }
+            case .invalid: if let elseNode, rule(elseNode.verdict(tape, t)) { return result }
+            case .unsure: result = .unsure
+            }
+        }
+        return result
+    }
+}
 
 /// A `pattern` as a POSIX extended regex (for the subset both dialects read alike), or a
 /// prefix rule for `^(?!LITERAL).+$`. Patterns outside that subset are not compiled.

@@ -34,3 +34,26 @@ public struct KafkaDeliveryReport: Sendable {
 
     public var isAcknowledged: Bool { error == nil }
 }
+
+/// A header for `KafkaProducer.send(key:value:headers:)`: a C-string name and value bytes the
+/// caller keeps alive for the duration of the call (librdkafka copies them).
+public struct KafkaRawHeader {
+    public var name: UnsafePointer<CChar>
+    public var value: UnsafeRawBufferPointer
+
+    public init(name: UnsafePointer<CChar>, value: UnsafeRawBufferPointer) {
+        self.name = name
+        self.value = value
+    }
+
+    /// A header whose name and value are string literals (NUL-terminated, static storage).
+    public init(_ name: StaticString, _ value: StaticString) {
+        self.name = UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
+        self.value = UnsafeRawBufferPointer(start: value.utf8Start, count: value.utf8CodeUnitCount)
+    }
+
+    public init(_ name: StaticString, _ value: UnsafeRawBufferPointer) {
+        self.name = UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
+        self.value = value
+    }
+}

@@ -115,6 +115,21 @@ public final class KafkaProducer: @unchecked Sendable {
         }
     }
 
+    /// `send` for bytes the caller holds (no intermediate arrays): the hot path of `publish`.
+    public func send(
+        key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, headers: UnsafeBufferPointer<KafkaRawHeader>,
+        tag: UInt64, shouldStop: () -> Bool = { false }
+    ) throws(KafkaError) -> Bool {
+        while true {
+            let err = client.produce(topic: topicHandle, key: key, value: value, headers: headers, tag: tag)
+            if !err.isError { return true }
+            guard err == RD_KAFKA_RESP_ERR__QUEUE_FULL else { throw KafkaError(err) }
+            if shouldStop() { return false }
+            if let fatal = fatalError { throw fatal }
+            usleep(500)
+        }
+    }
+
     /// Messages not yet acknowledged or failed.
     public var inFlight: Int { client.outQueueLength }
 

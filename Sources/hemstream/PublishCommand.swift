@@ -101,7 +101,7 @@ struct PublishCommand: AsyncParsableCommand {
             publisher = try NDJSONPublisher(
                 topic: topic, configuration: config, sources: files, createTopic: createTopic,
                 metadataTimeout: .seconds(metadataTimeout), logLevel: verbose ? 7 : -1,
-                validate: { compiled.certainlyValid($0) ? [] : schema.validate($0) }, report: { Console.line($0) })
+                validate: { compiled.certainlyValid($0) ? [] : schema.validate($0) }, fastPath: compiled, report: { Console.line($0) })
         } catch { throw fail(error.description) }
 
         let signals = SignalWatcher { signal in

@@ -24,7 +24,8 @@ final class KafkaProducerTests: XCTestCase {
         let reports = Mutex<[String]>([])
         let publisher = try NDJSONPublisher(
             topic: "events", configuration: config(cluster), sources: [file.path],
-            validate: { schema.validate($0) }, report: { line in reports.withLock { $0.append(line) } })
+            validate: { schema.validate($0) }, fastPath: CompiledSchema(schema.root),
+            report: { line in reports.withLock { $0.append(line) } })
         let summary = publisher.run(flushTimeout: .seconds(60))
 
         XCTAssertEqual(summary, .init(read: 600, published: 600, rejected: 0, failed: 0), reports.withLock { $0 }.description)

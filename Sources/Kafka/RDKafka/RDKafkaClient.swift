@@ -179,6 +179,50 @@ final class RDKafkaClient: @unchecked Sendable {
         }
     }
 
+    /// `produce` for bytes the caller already holds (the publish hot path): no copies on the
+    /// Swift side; librdkafka copies key, value and headers before returning.
+    func produce(
+        topic: OpaquePointer, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer,
+        headers: UnsafeBufferPointer<KafkaRawHeader>, tag: UInt64
+    ) -> rd_kafka_resp_err_t {
+        withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 5 + headers.count) { vus in
+            var count = 0
+            func add(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
+                var vu = rd_kafka_vu_t()
+                vu.vtype = type
+                set(&vu)
+                vus[count] = vu
+                count += 1
+            }
+            add(RD_KAFKA_VTYPE_RKT) { $0.u.rkt = topic }
+            add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+            add(RD_KAFKA_VTYPE_VALUE) {
+                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                $0.u.mem.size = value.count
+            }
+            if let key {
+                add(RD_KAFKA_VTYPE_KEY) {
+                    $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                    $0.u.mem.size = key.count
+                }
+            }
+            add(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(tag)) }
+            for h in headers {
+                add(RD_KAFKA_VTYPE_HEADER) {
+                    $0.u.header.name = h.name
+                    $0.u.header.val = h.value.baseAddress
+                    $0.u.header.size = h.value.count
+                }
+            }
+            guard let error = rd_kafka_produceva(handle, vus.baseAddress, count) else {
+                return RD_KAFKA_RESP_ERR_NO_ERROR
+            }
+            let code = rd_kafka_error_code(error)
+            rd_kafka_error_destroy(error)
+            return code
+        }
+    }
+
     /// Waits up to `timeoutMs` for every queued message's delivery report.
     func flush(timeoutMs: Int32) -> rd_kafka_resp_err_t { rd_kafka_flush(handle, timeoutMs) }
 
