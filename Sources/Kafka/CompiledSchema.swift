@@ -47,6 +47,11 @@ final class Node: @unchecked Sendable {
     var propertyList: [(key: [UInt8], node: Node)] = []
     var requiredIndexes: [Int] = []
     var requiredOther: [[UInt8]] = []
+    /// Allowed token kinds as bits (1 << rawValue); nil when `type` is absent.
+    var kindMask: UInt8?
+    /// `const` and `enum` in byte form when they are all strings (else compared as JSON).
+    var constBytes: [UInt8]?
+    var enumBytes: [[UInt8]]?
 
     static let known: Set<String> = [
         "$schema", "$id", "title", "description", "$defs", "$ref", "type", "const", "enum", "minLength", "pattern",
@@ -108,6 +113,16 @@ final class Node: @unchecked Sendable {
             }
         }
         n.minItems = s["minItems"]?.intValue
+        if let types = n.types {
+            var mask: UInt8 = 0
+            for kind in [TokenKind.null, .bool, .integer, .number, .string, .array, .object] {
+                let name = typeName(kind)
+                if types.contains(name) || (name == "integer" && types.contains("number")) { mask |= 1 << kind.rawValue }
+            }
+            n.kindMask = mask
+        }
+        if case .string(let c)? = n.const { n.constBytes = Array(c.utf8) }
+        if let e = n.enumValues, e.allSatisfy({ $0.stringValue != nil }) { n.enumBytes = e.map { Array($0.stringValue!.utf8) } }
         if let i = s["items"] { n.items = compile(i, root: root, refs: &refs) }
         n.allOf = (s["allOf"]?.arrayValue ?? []).map { compile($0, root: root, refs: &refs) }
         n.anyOf = s["anyOf"]?.arrayValue?.map { compile($0, root: root, refs: &refs) }
@@ -218,6 +233,18 @@ extension Node {
         }
     }
 
+    /// The index in `propertyList` of the key at token `k`, trying `from` first: serialized
+    /// events usually list keys in the same (sorted) order.
+    func propertyIndex(_ tape: Tape, _ k: Int, from: Int) -> Int? {
+        let n = propertyList.count
+        guard n > 0 else { return nil }
+        for step in 0..<n {
+            let i = (from + step) % n
+            if tape.equals(k, propertyList[i].key) { return i }
+        }
+        return nil
+    }
+
     /// `verdict(_:)` on the tape: the same rules, read from bytes.
     func verdict(_ tape: Tape, _ t: Int) -> Verdict {
         if unsupported { return .unsure }
@@ -230,14 +257,18 @@ extension Node {
         }
         if let ref, rule(ref.verdict(tape, t)) { return result }
         let tok = tape.tokens[t]
-        if let types {
-            let actual = Self.typeName(tok.kind)
-            guard types.contains(actual) || (actual == "integer" && types.contains("number")) else { return .invalid }
-        }
-        if const != nil || enumValues != nil {
+        if let kindMask, kindMask & (1 << tok.kind.rawValue) == 0 { return .invalid }
+        if let constBytes {
+            if tok.kind != .string || !tape.equals(t, constBytes) { return .invalid }
+        } else if let const {
             guard let value = Self.json(tape, t) else { return .unsure }
-            if let const, const != value { return .invalid }
-            if let enumValues, !enumValues.contains(value) { return .invalid }
+            if const != value { return .invalid }
+        }
+        if let enumBytes {
+            if tok.kind != .string || !enumBytes.contains(where: { tape.equals(t, $0) }) { return .invalid }
+        } else if let enumValues {
+            guard let value = Self.json(tape, t) else { return .unsure }
+            if !enumValues.contains(value) { return .invalid }
         }
         switch tok.kind {
         case .string:
@@ -248,9 +279,11 @@ extension Node {
         case .object:
             var seen: UInt64 = 0
             var k = t + 1
+            var cursor = 0
             for _ in 0..<tok.count {
                 let v = k + 1
-                if let index = propertyList.firstIndex(where: { tape.equals(k, $0.key) }) {
+                if let index = propertyIndex(tape, k, from: cursor) {
+                    cursor = index + 1
                     // A repeated key: the canonical parser keeps one of them; leave it to it.
                     if seen & (1 << index) != 0 { return .unsure }
                     seen |= 1 << index

@@ -24,10 +24,13 @@ public struct EventScanner {
 
     /// The record fields when `line` is certainly a valid event; nil when not sure.
     public mutating func scan(_ line: UnsafeBufferPointer<UInt8>) -> Fields? {
-        tokens.removeAll(keepingCapacity: true)
-        var parser = TapeParser(bytes: line, tokens: tokens)
+        // Hand the token buffer to the parser and take it back: one owner, so no copy-on-write.
+        var buffer: [Token] = []
+        swap(&buffer, &tokens)
+        buffer.removeAll(keepingCapacity: true)
+        var parser = TapeParser(bytes: line, tokens: buffer)
         let parsed = parser.parseDocument()
-        tokens = parser.tokens
+        swap(&tokens, &parser.tokens)
         guard parsed, tokens.first?.kind == .object else { return nil }
         let tape = Tape(bytes: line, tokens: tokens)
         guard schema.root.verdict(tape, 0) == .valid else { return nil }
@@ -159,6 +162,19 @@ struct TapeParser {
     mutating func string() -> Bool {
         i += 1
         let start = i
+        let base = UnsafeRawPointer(bytes.baseAddress!)
+        // Eight bytes at a time while none is a quote, a backslash, a control or non-ASCII byte.
+        while i + 8 <= bytes.count {
+            let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            let quote = w ^ (ones &* 0x22)
+            let slash = w ^ (ones &* 0x5C)
+            let special =
+                ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- ones &* 0x20) | w
+            if special & highs != 0 { break }
+            i += 8
+        }
         while i < bytes.count {
             let c = bytes[i]
             if c == UInt8(ascii: "\"") {

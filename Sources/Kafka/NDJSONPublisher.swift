@@ -252,7 +252,10 @@ struct LineReader {
     /// The next line's range in `buffer`, valid until the next call.
     mutating func next(shouldStop: () -> Bool) -> Range<Int>? {
         while true {
-            if let nl = buffer[start..<end].firstIndex(of: 0x0A) {
+            let found = buffer.withUnsafeBytes { b in
+                memchr(b.baseAddress! + start, 0x0A, end - start).map { $0 - UnsafeMutableRawPointer(mutating: b.baseAddress!) }
+            }
+            if let nl = found {
                 defer { start = nl + 1 }
                 return start..<nl
             }
