@@ -45,6 +45,7 @@ final class Node: @unchecked Sendable {
     // The same rules in byte form, for `EventScanner`'s tape.
     var bytePattern: BytePattern?
     var propertyList: [(key: [UInt8], node: Node)] = []
+    var propertyHashes: [UInt32] = []
     var requiredIndexes: [Int] = []
     var requiredOther: [[UInt8]] = []
     /// Allowed token kinds as bits (1 << rawValue); nil when `type` is absent.
@@ -105,6 +106,7 @@ final class Node: @unchecked Sendable {
         }
         n.propertyList = n.properties.map { (Array($0.key.utf8), $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
         if n.propertyList.count > 64 { n.unsupported = true }
+        n.propertyHashes = n.propertyList.map { key, _ in key.withUnsafeBufferPointer(keyHash) }
         for r in n.required {
             if let i = n.propertyList.firstIndex(where: { $0.key == Array(r.utf8) }) {
                 n.requiredIndexes.append(i)
@@ -238,11 +240,16 @@ extension Node {
     func propertyIndex(_ tape: Tape, _ k: Int, from: Int) -> Int? {
         let n = propertyList.count
         guard n > 0 else { return nil }
-        for step in 0..<n {
-            let i = (from + step) % n
-            if tape.equals(k, propertyList[i].key) { return i }
+        let h = tape.tokens[k].hash
+        return propertyHashes.withUnsafeBufferPointer { hashes in
+            var i = from < n ? from : 0
+            for _ in 0..<n {
+                if hashes[i] == h, tape.equals(k, propertyList[i].key) { return i }
+                i += 1
+                if i == n { i = 0 }
+            }
+            return nil
         }
-        return nil
     }
 
     /// `verdict(_:)` on the tape: the same rules, read from bytes.
@@ -277,25 +284,35 @@ extension Node {
             if let bytePattern, !bytePattern.matches(tape.bytes, tok.range) { return .invalid }
             if dateTime, !BytePattern.isDateTime(tape.bytes, tok.range) { return .invalid }
         case .object:
-            var seen: UInt64 = 0
-            var k = t + 1
-            var cursor = 0
-            for _ in 0..<tok.count {
-                let v = k + 1
-                if let index = propertyIndex(tape, k, from: cursor) {
-                    cursor = index + 1
-                    // A repeated key: the canonical parser keeps one of them; leave it to it.
-                    if seen & (1 << index) != 0 { return .unsure }
-                    seen |= 1 << index
-                    if rule(propertyList[index].node.verdict(tape, v)) { return result }
-                } else if forbidsAdditional {
-                    return .invalid
-                } else if let additional, rule(additional.verdict(tape, v)) {
-                    return result
+            if !forbidsAdditional, additional == nil {
+                // Only the listed properties matter: look each up (the parser refused repeated keys).
+                for i in 0..<propertyList.count {
+                    let m = tape.member(t, hash: propertyHashes[i], key: propertyList[i].key)
+                    if let m {
+                        if rule(propertyList[i].node.verdict(tape, m)) { return result }
+                    } else if requiredIndexes.contains(i) {
+                        return .invalid
+                    }
                 }
-                k = Int(tape.tokens[v].next)
+            } else {
+                var seen: UInt64 = 0
+                var k = t + 1
+                var cursor = 0
+                for _ in 0..<tok.count {
+                    let v = k + 1
+                    if let index = propertyIndex(tape, k, from: cursor) {
+                        cursor = index + 1
+                        seen |= 1 << index
+                        if rule(propertyList[index].node.verdict(tape, v)) { return result }
+                    } else if forbidsAdditional {
+                        return .invalid
+                    } else if let additional, rule(additional.verdict(tape, v)) {
+                        return result
+                    }
+                    k = Int(tape.tokens[v].next)
+                }
+                for i in requiredIndexes where seen & (1 << i) == 0 { return .invalid }
             }
-            for i in requiredIndexes where seen & (1 << i) == 0 { return .invalid }
             for name in requiredOther {
                 var present = false
                 var m = t + 1

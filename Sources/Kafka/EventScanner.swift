@@ -46,6 +46,14 @@ public struct EventScanner {
     }
 }
 
+/// FNV-1a of a key's bytes.
+@inline(__always)
+func keyHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+    var h: UInt32 = 2_166_136_261
+    for b in bytes { h = (h ^ UInt32(b)) &* 16_777_619 }
+    return h
+}
+
 enum TokenKind: UInt8 { case null, bool, integer, number, string, object, array }
 
 /// One JSON value on the tape. Strings: the bytes between the quotes. Objects and arrays: `count`
@@ -56,6 +64,8 @@ struct Token {
     var end: Int32
     var count: Int32 = 0
     var next: Int32 = 0
+    /// For object keys: `keyHash` of the bytes, so key lookups compare integers first.
+    var hash: UInt32 = 0
     var range: Range<Int> { Int(start)..<Int(end) }
 }
 
@@ -69,6 +79,22 @@ struct Tape {
         return literal.withUnsafeBufferPointer { l in
             memcmp(bytes.baseAddress! + Int(tok.start), l.baseAddress!, l.count) == 0
         }
+    }
+
+    func equals(_ t: Int, _ r: Range<Int>) -> Bool {
+        let tok = tokens[t]
+        guard Int(tok.end - tok.start) == r.count else { return false }
+        return memcmp(bytes.baseAddress! + Int(tok.start), bytes.baseAddress! + r.lowerBound, r.count) == 0
+    }
+
+    /// The value token of the member whose key has `hash` and `key`, in the object at `object`.
+    func member(_ object: Int, hash: UInt32, key: [UInt8]) -> Int? {
+        var k = object + 1
+        for _ in 0..<tokens[object].count {
+            if tokens[k].hash == hash, equals(k, key) { return k + 1 }
+            k = Int(tokens[k + 1].next)
+        }
+        return nil
     }
 
     func equals(_ t: Int, _ literal: StaticString) -> Bool {
@@ -133,6 +159,17 @@ struct TapeParser {
             while true {
                 if object {
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), string() else { return false }
+                    let key = tokens.count - 1
+                    let h = keyHash(UnsafeBufferPointer(rebasing: bytes[tokens[key].range]))
+                    tokens[key].hash = h
+                    // A repeated key: which one counts is the canonical parser's business.
+                    var other = index + 1
+                    while other < key {
+                        if tokens[other].hash == h, Tape(bytes: bytes, tokens: tokens).equals(other, tokens[key].range) {
+                            return false
+                        }
+                        other = Int(tokens[other + 1].next)
+                    }
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return false }
                     i += 1

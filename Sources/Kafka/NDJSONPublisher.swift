@@ -96,66 +96,111 @@ public final class NDJSONPublisher: Sendable {
 
     /// Reads every source to its end (or until `stop()`), then flushes within `flushTimeout`;
     /// what is still unacknowledged then is purged and reported failed by line. Blocking: run it
-    /// on a thread of its own, never on the cooperative pool.
+    /// on a thread of its own, never on the cooperative pool. Reading and validating run on a
+    /// second thread, handing chunks of checked lines to this one, which produces them in order.
     public func run(flushTimeout: Duration) -> Summary {
+        let queue = ChunkQueue(capacity: 4)
+        let unreadable = Unreadable()
+        let scanning = Thread { [self] in
+            scan(into: queue, unreadable: unreadable)
+            queue.close()
+        }
+        scanning.name = "publish-scan"
+        scanning.start()
+
         var fatal: KafkaError?
-        var unreadable: [String] = []
-        var scanner = fastPath.map(EventScanner.init(schema:))
-        sources: for (index, source) in sources.enumerated() {
-            let name = source == "-" ? "stdin" : source
-            let fd = source == "-" ? STDIN_FILENO : open(source, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                unreadable.append(name)
-                report("\(name): cannot open: \(String(cString: strerror(errno)))")
-                continue
-            }
-            defer { if source != "-" { close(fd) } }
-            var reader = LineReader(fd: fd)
-            var lineNumber = 0
-            while let r = reader.next(shouldStop: { self.shouldStop }) {
-                lineNumber += 1
-                let tag = Tag.encode(file: index, line: lineNumber)
-                let outcome: Outcome? = reader.buffer.withUnsafeBufferPointer { all in
-                    let line = UnsafeBufferPointer(rebasing: all[r])
-                    if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nil }
-                    if let fields = scanner?.scan(line) { return sendFast(line, fields, tag: tag) }
-                    return publish(Array(line), tag: tag)
-                }
-                guard let outcome else { continue }
-                tally.read.add(1, ordering: .relaxed)
-                if lineNumber & 1023 == 0, let f = producer.fatalError {
-                    fatal = f
-                    tally.failed.add(1, ordering: .relaxed)
-                    report("\(name):\(lineNumber): not acknowledged: \(f)")
-                    break sources
-                }
-                switch outcome {
-                case .sent: break
-                case .rejected(let why):
-                    tally.rejected.add(1, ordering: .relaxed)
-                    report("\(name):\(lineNumber): rejected: \(why)")
-                case .notSent(let why):
-                    tally.failed.add(1, ordering: .relaxed)
-                    report("\(name):\(lineNumber): not sent: \(why)")
-                case .fatal(let error):
-                    fatal = error
-                    tally.failed.add(1, ordering: .relaxed)
-                    report("\(name):\(lineNumber): not sent: \(error)")
-                    break sources
+        while let chunk = queue.take() {
+            chunk.bytes.withUnsafeBufferPointer { all in
+                for item in chunk.items {
+                    if case .report(let line) = item {
+                        report(line)
+                        continue
+                    }
+                    tally.read.add(1, ordering: .relaxed)
+                    let tag = item.tag
+                    let outcome: Outcome
+                    if fatal == nil, let f = producer.fatalError { fatal = f }
+                    if let fatal {
+                        outcome = .notSent(fatal.description)
+                    } else {
+                        switch item {
+                        case .fast(let r, let fields, _): outcome = sendFast(UnsafeBufferPointer(rebasing: all[r]), fields, tag: tag)
+                        case .message(let message, _): outcome = send(message, tag: tag)
+                        case .rejected(let why, _): outcome = .rejected(why)
+                        case .report: continue
+                        }
+                    }
+                    let (file, line) = Tag.decode(tag)
+                    let name = sources[file] == "-" ? "stdin" : sources[file]
+                    switch outcome {
+                    case .sent: break
+                    case .rejected(let why):
+                        tally.rejected.add(1, ordering: .relaxed)
+                        report("\(name):\(line): rejected: \(why)")
+                    case .notSent(let why):
+                        tally.failed.add(1, ordering: .relaxed)
+                        report("\(name):\(line): not sent: \(why)")
+                    case .fatal(let error):
+                        fatal = error
+                        stop()
+                        tally.failed.add(1, ordering: .relaxed)
+                        report("\(name):\(line): not sent: \(error)")
+                    }
                 }
             }
-            if let error = reader.error {
-                report("\(name):\(lineNumber + 1): read failed: \(error)")
-                unreadable.append(name)
-            }
-            if shouldStop { break }
+            queue.recycle(chunk.bytes)
         }
         producer.close(flushTimeout: flushTimeout)
         var summary = progress
-        summary.interrupted = shouldStop
+        summary.interrupted = shouldStop && fatal == nil
+        let cannotRead = unreadable.names.withLock { $0 }
         summary.fatal = (fatal ?? producer.fatalError)?.description
-            ?? (unreadable.isEmpty ? nil : "cannot read \(unreadable.joined(separator: ", "))")
+            ?? (cannotRead.isEmpty ? nil : "cannot read \(cannotRead.joined(separator: ", "))")
         return summary
+    }
+
+    /// The reading side: lines split, checked (fast path, else the canonical validator) and
+    /// handed over in chunks that own their bytes.
+    private func scan(into queue: ChunkQueue, unreadable: Unreadable) {
+        var scanner = fastPath.map(EventScanner.init(schema:))
+        for (index, source) in sources.enumerated() {
+            let name = source == "-" ? "stdin" : source
+            let fd = source == "-" ? STDIN_FILENO : open(source, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                unreadable.names.withLock { $0.append(name) }
+                queue.put(Chunk(bytes: [], items: [.report("\(name): cannot open: \(String(cString: strerror(errno)))")]))
+                continue
+            }
+            defer { if source != "-" { close(fd) } }
+            var reader = LineReader(fd: fd, buffer: queue.buffer())
+            var lineNumber = 0
+            var items: [Chunk.Item] = []
+            while true {
+                while let r = reader.nextInBuffer() {
+                    lineNumber += 1
+                    let tag = Tag.encode(file: index, line: lineNumber)
+                    let item: Chunk.Item? = reader.buffer.withUnsafeBufferPointer { all in
+                        let line = UnsafeBufferPointer(rebasing: all[r])
+                        if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nil }
+                        if let fields = scanner?.scan(line) { return .fast(r, fields, tag) }
+                        return prepare(Array(line), tag: tag)
+                    }
+                    if let item { items.append(item) }
+                }
+                if reader.atEnd || shouldStop { break }
+                if !items.isEmpty {
+                    queue.put(Chunk(bytes: reader.takeBuffer(replacement: queue.buffer()), items: items))
+                    items = []
+                }
+                reader.fill(shouldStop: { self.shouldStop })
+            }
+            if let error = reader.error {
+                unreadable.names.withLock { $0.append(name) }
+                items.append(.report("\(name):\(lineNumber + 1): read failed: \(error)"))
+            }
+            if !items.isEmpty { queue.put(Chunk(bytes: reader.takeBuffer(replacement: []), items: items)) }
+            if shouldStop { break }
+        }
     }
 
     enum Outcome {
@@ -201,19 +246,23 @@ public final class NDJSONPublisher: Sendable {
         }
     }
 
-    private func publish(_ line: [UInt8], tag: UInt64) -> Outcome {
+    /// The canonical path for a line the fast path was not sure about: parse, validate, build.
+    private func prepare(_ line: [UInt8], tag: UInt64) -> Chunk.Item {
         let event: JSON
-        do { event = try JSON.parse(line) } catch { return .rejected("not JSON (\(error))") }
+        do { event = try JSON.parse(line) } catch { return .rejected("not JSON (\(error))", tag) }
         let problems = validate(event)
-        if !problems.isEmpty { return .rejected(problems.prefix(3).joined(separator: "; ")) }
+        if !problems.isEmpty { return .rejected(problems.prefix(3).joined(separator: "; "), tag) }
         guard let hem = event["data"]?["hem"]?.stringValue ?? event["subject"]?.stringValue else {
-            return .rejected("no data.hem or subject to key by")
+            return .rejected("no data.hem or subject to key by", tag)
         }
         var headers = [Self.contentType]
         if let v = event["specversion"]?.stringValue { headers.append(KafkaHeader("ce_specversion", v)) }
         if let v = event["id"]?.stringValue { headers.append(KafkaHeader("ce_id", v)) }
         if let v = event["type"]?.stringValue { headers.append(KafkaHeader("ce_type", v)) }
-        let message = KafkaMessage(key: Array(hem.utf8), value: line, headers: headers)
+        return .message(KafkaMessage(key: Array(hem.utf8), value: line, headers: headers), tag)
+    }
+
+    private func send(_ message: KafkaMessage, tag: UInt64) -> Outcome {
         do {
             return try producer.send(message, tag: tag, shouldStop: { self.shouldStop })
                 ? .sent : .notSent("stopped while the producer queue was full")
@@ -221,6 +270,80 @@ public final class NDJSONPublisher: Sendable {
             return error.isFatal ? .fatal(error) : .notSent(error.description)
         }
     }
+}
+
+/// Checked lines handed from the reading thread to the producing one; `bytes` holds the lines.
+struct Chunk: @unchecked Sendable {
+    // @unchecked: KafkaMessage and the rest are Sendable; EventScanner.Fields holds only ranges.
+    enum Item {
+        case fast(Range<Int>, EventScanner.Fields, UInt64)
+        case message(KafkaMessage, UInt64)
+        case rejected(String, UInt64)
+        case report(String)
+
+        var tag: UInt64 {
+            switch self {
+            case .fast(_, _, let t), .message(_, let t), .rejected(_, let t): return t
+            case .report: return 0
+            }
+        }
+    }
+    var bytes: [UInt8]
+    var items: [Item]
+}
+
+/// A bounded hand-over queue between two threads, with a pool of spare buffers.
+final class ChunkQueue: @unchecked Sendable {
+    // @unchecked: every field is guarded by `condition`.
+    private let condition = NSCondition()
+    private var chunks: [Chunk] = []
+    private var closed = false
+    private var spare: [[UInt8]] = []
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func put(_ chunk: Chunk) {
+        condition.lock()
+        while chunks.count >= capacity { condition.wait() }
+        chunks.append(chunk)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next chunk, or nil once closed and drained.
+    func take() -> Chunk? {
+        condition.lock()
+        defer { condition.unlock() }
+        while chunks.isEmpty && !closed { condition.wait() }
+        if chunks.isEmpty { return nil }
+        condition.broadcast()
+        return chunks.removeFirst()
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func recycle(_ buffer: [UInt8]) {
+        guard buffer.count >= LineReader.blockSize else { return }
+        condition.lock()
+        if spare.count < capacity + 2 { spare.append(buffer) }
+        condition.unlock()
+    }
+
+    func buffer() -> [UInt8] {
+        condition.lock()
+        defer { condition.unlock() }
+        return spare.popLast() ?? [UInt8](repeating: 0, count: LineReader.blockSize)
+    }
+}
+
+final class Unreadable: Sendable {
+    let names = Mutex<[String]>([])
 }
 
 final class Tally: Sendable {
@@ -240,40 +363,66 @@ enum Tag {
 /// Lines from a file descriptor, read in large blocks. Waits for input with `poll` in short
 /// slices so a stop request is noticed even while stdin is idle.
 struct LineReader {
+    static let blockSize = 1 << 20
     let fd: Int32
-    private(set) var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    private(set) var buffer: [UInt8]
     private var start = 0
     private var end = 0
     private var eof = false
     private(set) var error: String?
 
-    init(fd: Int32) { self.fd = fd }
+    init(fd: Int32, buffer: [UInt8]) {
+        self.fd = fd
+        self.buffer = buffer.count >= Self.blockSize ? buffer : [UInt8](repeating: 0, count: Self.blockSize)
+    }
 
-    /// The next line's range in `buffer`, valid until the next call.
-    mutating func next(shouldStop: () -> Bool) -> Range<Int>? {
-        while true {
-            let found = buffer.withUnsafeBytes { b in
-                memchr(b.baseAddress! + start, 0x0A, end - start).map { $0 - UnsafeMutableRawPointer(mutating: b.baseAddress!) }
+    /// True when everything has been read and returned.
+    var atEnd: Bool { eof && start >= end }
+
+    /// The next complete line in the buffer (or, at end of input, the last unterminated one).
+    mutating func nextInBuffer() -> Range<Int>? {
+        guard start < end else { return nil }
+        let found = buffer.withUnsafeBytes { b in
+            memchr(b.baseAddress! + start, 0x0A, end - start).map { $0 - UnsafeMutableRawPointer(mutating: b.baseAddress!) }
+        }
+        if let nl = found {
+            defer { start = nl + 1 }
+            return start..<nl
+        }
+        guard eof else { return nil }
+        defer { start = end }
+        return start..<end
+    }
+
+    /// Hands over the current buffer (ranges returned so far stay valid in it) and carries the
+    /// unfinished line over into `replacement`.
+    mutating func takeBuffer(replacement: [UInt8]) -> [UInt8] {
+        var next = replacement.count >= Self.blockSize ? replacement : [UInt8](repeating: 0, count: Self.blockSize)
+        let tail = end - start
+        if next.count < tail { next = [UInt8](repeating: 0, count: tail * 2) }
+        if tail > 0 {
+            next.withUnsafeMutableBytes { dst in
+                buffer.withUnsafeBytes { src in _ = memcpy(dst.baseAddress!, src.baseAddress! + start, tail) }
             }
-            if let nl = found {
-                defer { start = nl + 1 }
-                return start..<nl
+        }
+        let old = buffer
+        buffer = next
+        start = 0
+        end = tail
+        return old
+    }
+
+    /// Reads more input (waiting in slices of 200 ms, checking `shouldStop`).
+    mutating func fill(shouldStop: () -> Bool) {
+        if start > 0 {
+            buffer.withUnsafeMutableBufferPointer { b in
+                _ = memmove(b.baseAddress!, b.baseAddress! + start, end - start)
             }
-            if eof {
-                guard start < end else { return nil }
-                defer { start = end }
-                return start..<end
-            }
-            if shouldStop() { return nil }
-            // Make room: move the partial line to the front, grow for a line longer than the buffer.
-            if start > 0 {
-                buffer.withUnsafeMutableBufferPointer { b in
-                    _ = memmove(b.baseAddress!, b.baseAddress! + start, end - start)
-                }
-                end -= start
-                start = 0
-            }
-            if end == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
+            end -= start
+            start = 0
+        }
+        if end == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
+        while !shouldStop() {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pfd, 1, 200)
             if ready == 0 || (ready < 0 && errno == EINTR) { continue }
@@ -287,6 +436,7 @@ struct LineReader {
             } else {
                 end += n
             }
+            return
         }
     }
 }
