@@ -165,7 +165,12 @@ struct TapeParser {
                     // A repeated key: which one counts is the canonical parser's business.
                     var other = index + 1
                     while other < key {
-                        if tokens[other].hash == h, Tape(bytes: bytes, tokens: tokens).equals(other, tokens[key].range) {
+                        let o = tokens[other]
+                        if o.hash == h, o.end - o.start == tokens[key].end - tokens[key].start,
+                            memcmp(
+                                bytes.baseAddress! + Int(o.start), bytes.baseAddress! + Int(tokens[key].start),
+                                Int(o.end - o.start)) == 0
+                        {
                             return false
                         }
                         other = Int(tokens[other + 1].next)
@@ -266,9 +271,34 @@ struct TapeParser {
 /// the `^(?!PREFIX).+$` shape. Anything else does not compile (nil) and is left to the slow path.
 struct BytePattern {
     struct Atom {
-        var set: [Bool]
+        var set: ByteSet
         var min: Int
         var max: Int
+    }
+
+    /// 256 bits, one per byte value.
+    struct ByteSet {
+        var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
+        init(_ bools: [Bool]) {
+            for (b, on) in bools.enumerated() where on {
+                let bit = UInt64(1) << UInt64(b & 63)
+                switch b >> 6 {
+                case 0: w0 |= bit
+                case 1: w1 |= bit
+                case 2: w2 |= bit
+                default: w3 |= bit
+                }
+            }
+        }
+        @inline(__always) func contains(_ b: UInt8) -> Bool {
+            let bit = UInt64(1) << UInt64(b & 63)
+            switch b >> 6 {
+            case 0: return w0 & bit != 0
+            case 1: return w1 & bit != 0
+            case 2: return w2 & bit != 0
+            default: return w3 & bit != 0
+            }
+        }
     }
     var alternatives: [[Atom]] = []
     var forbiddenPrefix: [UInt8]?
@@ -364,7 +394,7 @@ struct BytePattern {
                 set[Int(c)] = true
                 i += 1
             }
-            var atom = Atom(set: set, min: 1, max: 1)
+            var atom = Atom(set: ByteSet(set), min: 1, max: 1)
             if i < end {
                 switch p[i] {
                 case UInt8(ascii: "+"): (atom.min, atom.max, i) = (1, Int.max, i + 1)
@@ -408,7 +438,7 @@ struct BytePattern {
         if a == atoms.count { return pos == end }
         let atom = atoms[a]
         var k = 0
-        while k < atom.max, pos + k < end, atom.set[Int(b[pos + k])] { k += 1 }
+        while k < atom.max, pos + k < end, atom.set.contains(b[pos + k]) { k += 1 }
         if k < atom.min { return false }
         if a == atoms.count - 1 { return pos + k == end }
         var n = k
