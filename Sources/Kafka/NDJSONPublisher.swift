@@ -119,7 +119,10 @@ public final class NDJSONPublisher: Sendable {
                     tally.read.add(1, ordering: .relaxed)
                     let tag = item.tag
                     let outcome: Outcome
-                    if fatal == nil, let f = producer.fatalError { fatal = f }
+                    if fatal == nil, let f = producer.fatalError {
+                        fatal = f
+                        stop()  // no more reading; what was read is reported below
+                    }
                     if let fatal {
                         outcome = .notSent(fatal.description)
                     } else {
