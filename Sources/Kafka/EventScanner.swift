@@ -301,6 +301,8 @@ struct BytePattern {
         }
     }
     var alternatives: [[Atom]] = []
+    /// Each alternative's possible match lengths, to skip the ones a string cannot match.
+    var lengths: [ClosedRange<Int>] = []
     var forbiddenPrefix: [UInt8]?
 
     init?(_ pattern: String) {
@@ -326,6 +328,9 @@ struct BytePattern {
         for part in parts {
             guard let atoms = Self.sequence(part) else { return nil }
             alternatives.append(atoms)
+            let lo = atoms.reduce(0) { $0 + $1.min }
+            let hi = atoms.reduce(0) { $0 > Int.max - $1.max ? Int.max : $0 + $1.max }
+            lengths.append(lo...hi)
         }
     }
 
@@ -431,7 +436,10 @@ struct BytePattern {
             guard r.count >= forbiddenPrefix.count else { return true }
             return !zip(b[r], forbiddenPrefix).allSatisfy { $0 == $1 }
         }
-        return alternatives.contains { Self.match($0, 0, b, r.lowerBound, r.upperBound) }
+        for (i, atoms) in alternatives.enumerated() where lengths[i].contains(r.count) {
+            if Self.match(atoms, 0, b, r.lowerBound, r.upperBound) { return true }
+        }
+        return false
     }
 
     static func match(_ atoms: [Atom], _ a: Int, _ b: UnsafeBufferPointer<UInt8>, _ pos: Int, _ end: Int) -> Bool {
