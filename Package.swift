@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "Kafka",
             dependencies: [
-                "CRdKafka",
+                "CRdKafka", "JSON",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "ExportTests", dependencies: ["Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Schemas", "JSON", "TestSupport"]),
-        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "CRdKafka", "Events", "JSON", "TestSupport"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["hemstream", "TestSupport", "JSON", "AWSWire"]),

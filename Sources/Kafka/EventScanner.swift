@@ -1,0 +1,494 @@
+import Foundation
+import JSON
+
+/// The publish fast path: checks one NDJSON line against a `CompiledSchema` straight from its
+/// bytes (no JSON tree, no Strings) and finds the fields the record needs. It answers only
+/// "certainly valid" (with the fields) or nil, and nil sends the line to the canonical path:
+/// anything unusual (escapes, non-ASCII text, duplicate keys, a rule it cannot decide) is nil.
+public struct EventScanner {
+    let schema: CompiledSchema
+    private var tokens: [Token] = []
+
+    public init(schema: CompiledSchema) {
+        self.schema = schema
+        tokens.reserveCapacity(256)
+    }
+
+    /// Byte ranges (into the line) of the values a record is built from.
+    public struct Fields {
+        public var key: Range<Int>
+        public var id: Range<Int>?
+        public var type: Range<Int>?
+        public var specversion: Range<Int>?
+    }
+
+    /// The record fields when `line` is certainly a valid event; nil when not sure.
+    public mutating func scan(_ line: UnsafeBufferPointer<UInt8>) -> Fields? {
+        // Hand the token buffer to the parser and take it back: one owner, so no copy-on-write.
+        var buffer: [Token] = []
+        swap(&buffer, &tokens)
+        buffer.removeAll(keepingCapacity: true)
+        var parser = TapeParser(bytes: line, tokens: buffer)
+        let parsed = parser.parseDocument()
+        swap(&tokens, &parser.tokens)
+        guard parsed, tokens.first?.kind == .object else { return nil }
+        let tape = Tape(bytes: line, tokens: tokens)
+        guard schema.root.verdict(tape, 0) == .valid else { return nil }
+        guard let hem = tape.member(0, "data").flatMap({ tape.member($0, "hem") }) ?? tape.member(0, "subject"),
+            tape.tokens[hem].kind == .string
+        else { return nil }
+        func range(_ name: StaticString) -> Range<Int>? {
+            guard let t = tape.member(0, name), tape.tokens[t].kind == .string else { return nil }
+            return tape.tokens[t].range
+        }
+        return Fields(
+            key: tape.tokens[hem].range, id: range("id"), type: range("type"), specversion: range("specversion"))
+    }
+}
+
+/// FNV-1a of a key's bytes.
+@inline(__always)
+func keyHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+    var h: UInt32 = 2_166_136_261
+    for b in bytes { h = (h ^ UInt32(b)) &* 16_777_619 }
+    return h
+}
+
+enum TokenKind: UInt8 { case null, bool, integer, number, string, object, array }
+
+/// One JSON value on the tape. Strings: the bytes between the quotes. Objects and arrays: `count`
+/// members (an object's tokens alternate key, value), `next` is the token after the whole value.
+struct Token {
+    var kind: TokenKind
+    var start: Int32
+    var end: Int32
+    var count: Int32 = 0
+    var next: Int32 = 0
+    /// For object keys: `keyHash` of the bytes, so key lookups compare integers first.
+    var hash: UInt32 = 0
+    var range: Range<Int> { Int(start)..<Int(end) }
+}
+
+struct Tape {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let tokens: [Token]
+
+    func equals(_ t: Int, _ literal: [UInt8]) -> Bool {
+        let tok = tokens[t]
+        guard Int(tok.end - tok.start) == literal.count else { return false }
+        return literal.withUnsafeBufferPointer { l in
+            memcmp(bytes.baseAddress! + Int(tok.start), l.baseAddress!, l.count) == 0
+        }
+    }
+
+    func equals(_ t: Int, _ r: Range<Int>) -> Bool {
+        let tok = tokens[t]
+        guard Int(tok.end - tok.start) == r.count else { return false }
+        return memcmp(bytes.baseAddress! + Int(tok.start), bytes.baseAddress! + r.lowerBound, r.count) == 0
+    }
+
+    /// The value token of the member whose key has `hash` and `key`, in the object at `object`.
+    func member(_ object: Int, hash: UInt32, key: [UInt8]) -> Int? {
+        var k = object + 1
+        for _ in 0..<tokens[object].count {
+            if tokens[k].hash == hash, equals(k, key) { return k + 1 }
+            k = Int(tokens[k + 1].next)
+        }
+        return nil
+    }
+
+    func equals(_ t: Int, _ literal: StaticString) -> Bool {
+        let tok = tokens[t]
+        guard Int(tok.end - tok.start) == literal.utf8CodeUnitCount else { return false }
+        return memcmp(bytes.baseAddress! + Int(tok.start), literal.utf8Start, literal.utf8CodeUnitCount) == 0
+    }
+
+    /// The value token of member `name` of the object at `object`.
+    func member(_ object: Int, _ name: StaticString) -> Int? {
+        guard tokens[object].kind == .object else { return nil }
+        var t = object + 1
+        for _ in 0..<tokens[object].count {
+            if equals(t, name) { return t + 1 }
+            t = Int(tokens[t + 1].next)
+        }
+        return nil
+    }
+}
+
+/// A strict JSON parser onto the tape that gives up (false) on what the fast path leaves to
+/// the canonical parser: escapes, control or non-ASCII bytes, nesting deeper than 64.
+struct TapeParser {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var tokens: [Token]
+    var i = 0
+
+    mutating func parseDocument() -> Bool {
+        skipSpace()
+        guard value(depth: 0) else { return false }
+        skipSpace()
+        return i == bytes.count
+    }
+
+    mutating func skipSpace() {
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0A || bytes[i] == 0x0D { i += 1 }
+    }
+
+    mutating func value(depth: Int) -> Bool {
+        guard i < bytes.count, depth < 64 else { return false }
+        switch bytes[i] {
+        case UInt8(ascii: "{"): return container(object: true, depth: depth)
+        case UInt8(ascii: "["): return container(object: false, depth: depth)
+        case UInt8(ascii: "\""): return string()
+        case UInt8(ascii: "t"): return literal("true", .bool)
+        case UInt8(ascii: "f"): return literal("false", .bool)
+        case UInt8(ascii: "n"): return literal("null", .null)
+        default: return number()
+        }
+    }
+
+    mutating func container(object: Bool, depth: Int) -> Bool {
+        let index = tokens.count
+        tokens.append(Token(kind: object ? .object : .array, start: Int32(i), end: 0))
+        i += 1
+        skipSpace()
+        let close = UInt8(ascii: object ? "}" : "]")
+        var count: Int32 = 0
+        if i < bytes.count, bytes[i] == close {
+            i += 1
+        } else {
+            while true {
+                if object {
+                    guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), string() else { return false }
+                    let key = tokens.count - 1
+                    let h = keyHash(UnsafeBufferPointer(rebasing: bytes[tokens[key].range]))
+                    tokens[key].hash = h
+                    // A repeated key: which one counts is the canonical parser's business.
+                    var other = index + 1
+                    while other < key {
+                        let o = tokens[other]
+                        if o.hash == h, o.end - o.start == tokens[key].end - tokens[key].start,
+                            memcmp(
+                                bytes.baseAddress! + Int(o.start), bytes.baseAddress! + Int(tokens[key].start),
+                                Int(o.end - o.start)) == 0
+                        {
+                            return false
+                        }
+                        other = Int(tokens[other + 1].next)
+                    }
+                    skipSpace()
+                    guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return false }
+                    i += 1
+                    skipSpace()
+                }
+                guard value(depth: depth + 1) else { return false }
+                count += 1
+                skipSpace()
+                guard i < bytes.count else { return false }
+                if bytes[i] == UInt8(ascii: ",") {
+                    i += 1
+                    skipSpace()
+                } else if bytes[i] == close {
+                    i += 1
+                    break
+                } else {
+                    return false
+                }
+            }
+        }
+        tokens[index].end = Int32(i)
+        tokens[index].count = count
+        tokens[index].next = Int32(tokens.count)
+        return true
+    }
+
+    mutating func string() -> Bool {
+        i += 1
+        let start = i
+        let base = UnsafeRawPointer(bytes.baseAddress!)
+        // Eight bytes at a time while none is a quote, a backslash, a control or non-ASCII byte.
+        while i + 8 <= bytes.count {
+            let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            let quote = w ^ (ones &* 0x22)
+            let slash = w ^ (ones &* 0x5C)
+            let special =
+                ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- ones &* 0x20) | w
+            if special & highs != 0 { break }
+            i += 8
+        }
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "\"") {
+                tokens.append(Token(kind: .string, start: Int32(start), end: Int32(i), next: Int32(tokens.count + 1)))
+                i += 1
+                return true
+            }
+            if c == UInt8(ascii: "\\") || c < 0x20 || c >= 0x80 { return false }
+            i += 1
+        }
+        return false
+    }
+
+    mutating func literal(_ text: StaticString, _ kind: TokenKind) -> Bool {
+        let n = text.utf8CodeUnitCount
+        guard i + n <= bytes.count, memcmp(bytes.baseAddress! + i, text.utf8Start, n) == 0 else { return false }
+        tokens.append(Token(kind: kind, start: Int32(i), end: Int32(i + n), next: Int32(tokens.count + 1)))
+        i += n
+        return true
+    }
+
+    mutating func number() -> Bool {
+        let start = i
+        var integer = true
+        func digits() -> Bool {
+            let s = i
+            while i < bytes.count, bytes[i] >= 0x30 && bytes[i] <= 0x39 { i += 1 }
+            return i > s
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard i < bytes.count else { return false }
+        if bytes[i] == UInt8(ascii: "0") { i += 1 } else { guard digits() else { return false } }
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            integer = false
+            guard digits() else { return false }
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            i += 1
+            integer = false
+            if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard digits() else { return false }
+        }
+        tokens.append(
+            Token(kind: integer ? .integer : .number, start: Int32(start), end: Int32(i), next: Int32(tokens.count + 1)))
+        return true
+    }
+}
+
+/// A `pattern` compiled for printable-ASCII input: top-level alternatives of anchored sequences
+/// of byte classes with quantifiers (`^[0-9a-f]{64}$|^[0-9a-f]{32}$`, `^aws:[a-z-]+:.+$`), or
+/// the `^(?!PREFIX).+$` shape. Anything else does not compile (nil) and is left to the slow path.
+struct BytePattern {
+    struct Atom {
+        var set: ByteSet
+        var min: Int
+        var max: Int
+    }
+
+    /// 256 bits, one per byte value.
+    struct ByteSet {
+        var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
+        init(_ bools: [Bool]) {
+            for (b, on) in bools.enumerated() where on {
+                let bit = UInt64(1) << UInt64(b & 63)
+                switch b >> 6 {
+                case 0: w0 |= bit
+                case 1: w1 |= bit
+                case 2: w2 |= bit
+                default: w3 |= bit
+                }
+            }
+        }
+        @inline(__always) func contains(_ b: UInt8) -> Bool {
+            let bit = UInt64(1) << UInt64(b & 63)
+            switch b >> 6 {
+            case 0: return w0 & bit != 0
+            case 1: return w1 & bit != 0
+            case 2: return w2 & bit != 0
+            default: return w3 & bit != 0
+            }
+        }
+    }
+    var alternatives: [[Atom]] = []
+    /// Each alternative's possible match lengths, to skip the ones a string cannot match.
+    var lengths: [ClosedRange<Int>] = []
+    var forbiddenPrefix: [UInt8]?
+
+    init?(_ pattern: String) {
+        if let m = pattern.wholeMatch(of: /\^\(\?!([A-Za-z0-9#_:-]+)\)\.\+\$/) {
+            forbiddenPrefix = Array(m.1.utf8)
+            return
+        }
+        let p = Array(pattern.utf8)
+        guard !p.contains(UInt8(ascii: "(")), !p.contains(UInt8(ascii: ")")) else { return nil }
+        // Split on | outside brackets.
+        var parts: [[UInt8]] = [[]]
+        var inClass = false
+        var escaped = false
+        for c in p {
+            if escaped { escaped = false } else if c == UInt8(ascii: "\\") { escaped = true } else if c == UInt8(ascii: "[") {
+                inClass = true
+            } else if c == UInt8(ascii: "]") { inClass = false } else if c == UInt8(ascii: "|"), !inClass {
+                parts.append([])
+                continue
+            }
+            parts[parts.count - 1].append(c)
+        }
+        for part in parts {
+            guard let atoms = Self.sequence(part) else { return nil }
+            alternatives.append(atoms)
+            let lo = atoms.reduce(0) { $0 + $1.min }
+            let hi = atoms.reduce(0) { $0 > Int.max - $1.max ? Int.max : $0 + $1.max }
+            lengths.append(lo...hi)
+        }
+    }
+
+    static let printable = (0..<256).map { $0 >= 0x20 && $0 < 0x7F }
+    static let digits = (0..<256).map { $0 >= 0x30 && $0 <= 0x39 }
+
+    static func sequence(_ p: [UInt8]) -> [Atom]? {
+        guard p.first == UInt8(ascii: "^"), p.last == UInt8(ascii: "$"), p.count >= 2 else { return nil }
+        var atoms: [Atom] = []
+        var i = 1
+        let end = p.count - 1
+        while i < end {
+            var set = [Bool](repeating: false, count: 256)
+            let c = p[i]
+            switch c {
+            case UInt8(ascii: "["):
+                i += 1
+                guard i < end, p[i] != UInt8(ascii: "^") else { return nil }
+                var members: [UInt8] = []
+                var first = true
+                while i < end, p[i] != UInt8(ascii: "]") || first {
+                    first = false
+                    var m = p[i]
+                    if m == UInt8(ascii: "\\") {
+                        guard i + 1 < end else { return nil }
+                        i += 1
+                        if p[i] == UInt8(ascii: "d") {
+                            for d in UInt8(ascii: "0")...UInt8(ascii: "9") { set[Int(d)] = true }
+                            i += 1
+                            continue
+                        }
+                        guard [UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "\\"), UInt8(ascii: "]")].contains(p[i])
+                        else { return nil }
+                        m = p[i]
+                    } else if m == UInt8(ascii: "-"), let lo = members.last, i + 1 < end, p[i + 1] != UInt8(ascii: "]") {
+                        let hi = p[i + 1]
+                        guard hi >= lo, hi != UInt8(ascii: "\\") else { return nil }
+                        for x in lo...hi { set[Int(x)] = true }
+                        i += 2
+                        continue
+                    } else if m == UInt8(ascii: "[") {
+                        return nil  // POSIX classes like [:alpha:]
+                    }
+                    members.append(m)
+                    set[Int(m)] = true
+                    i += 1
+                }
+                guard i < end else { return nil }
+                i += 1
+            case UInt8(ascii: "\\"):
+                guard i + 1 < end else { return nil }
+                switch p[i + 1] {
+                case UInt8(ascii: "d"): set = digits
+                case UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "/"), UInt8(ascii: "\\"): set[Int(p[i + 1])] = true
+                default: return nil
+                }
+                i += 2
+            case UInt8(ascii: "."):
+                set = printable
+                i += 1
+            case UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "?"), UInt8(ascii: "{"), UInt8(ascii: "}"),
+                UInt8(ascii: "^"), UInt8(ascii: "$"), UInt8(ascii: "|"), UInt8(ascii: "]"):
+                return nil
+            default:
+                guard c >= 0x20, c < 0x7F else { return nil }
+                set[Int(c)] = true
+                i += 1
+            }
+            var atom = Atom(set: ByteSet(set), min: 1, max: 1)
+            if i < end {
+                switch p[i] {
+                case UInt8(ascii: "+"): (atom.min, atom.max, i) = (1, Int.max, i + 1)
+                case UInt8(ascii: "*"): (atom.min, atom.max, i) = (0, Int.max, i + 1)
+                case UInt8(ascii: "?"): (atom.min, atom.max, i) = (0, 1, i + 1)
+                case UInt8(ascii: "{"):
+                    guard let close = p[i...].firstIndex(of: UInt8(ascii: "}")), close < end else { return nil }
+                    let inner = String(decoding: p[(i + 1)..<close], as: UTF8.self)
+                    let bounds = inner.split(separator: ",", omittingEmptySubsequences: false)
+                    guard let lo = Int(bounds[0]) else { return nil }
+                    if bounds.count == 1 {
+                        (atom.min, atom.max) = (lo, lo)
+                    } else if bounds.count == 2 {
+                        let hi = bounds[1].isEmpty ? Int.max : Int(bounds[1])
+                        guard let hi, hi >= lo else { return nil }
+                        (atom.min, atom.max) = (lo, hi)
+                    } else {
+                        return nil
+                    }
+                    i = close + 1
+                default: break
+                }
+                if i < end, [UInt8(ascii: "?"), UInt8(ascii: "+")].contains(p[i]) { return nil }  // lazy/possessive
+            }
+            atoms.append(atom)
+        }
+        return atoms
+    }
+
+    /// Whether bytes (printable ASCII, as the tape guarantees) match.
+    func matches(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Bool {
+        if let forbiddenPrefix {
+            guard !r.isEmpty else { return false }
+            guard r.count >= forbiddenPrefix.count else { return true }
+            return !zip(b[r], forbiddenPrefix).allSatisfy { $0 == $1 }
+        }
+        for (i, atoms) in alternatives.enumerated() where lengths[i].contains(r.count) {
+            if Self.match(atoms, 0, b, r.lowerBound, r.upperBound) { return true }
+        }
+        return false
+    }
+
+    static func match(_ atoms: [Atom], _ a: Int, _ b: UnsafeBufferPointer<UInt8>, _ pos: Int, _ end: Int) -> Bool {
+        if a == atoms.count { return pos == end }
+        let atom = atoms[a]
+        var k = 0
+        while k < atom.max, pos + k < end, atom.set.contains(b[pos + k]) { k += 1 }
+        if k < atom.min { return false }
+        if a == atoms.count - 1 { return pos + k == end }
+        var n = k
+        while n >= atom.min {
+            if match(atoms, a + 1, b, pos + n, end) { return true }
+            n -= 1
+        }
+        return false
+    }
+
+    /// RFC 3339 date-time as the canonical validator's expression has it:
+    /// `YYYY-MM-DD(T|t)HH:MM:SS[.frac](Z|z|±HH:MM)`, month 01-12, day 01-31, hour 00-23, second 00-60.
+    static func isDateTime(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Bool {
+        var i = r.lowerBound
+        let end = r.upperBound
+        func num(_ n: Int) -> Int? {
+            guard i + n <= end else { return nil }
+            var v = 0
+            for k in 0..<n {
+                let c = b[i + k]
+                guard c >= 0x30, c <= 0x39 else { return nil }
+                v = v * 10 + Int(c - 0x30)
+            }
+            i += n
+            return v
+        }
+        func lit(_ cs: String) -> Bool {
+            guard i < end, cs.utf8.contains(b[i]) else { return false }
+            i += 1
+            return true
+        }
+        guard num(4) != nil, lit("-"), let mo = num(2), (1...12).contains(mo), lit("-"), let d = num(2), (1...31).contains(d),
+            lit("Tt"), let h = num(2), h <= 23, lit(":"), let mi = num(2), mi <= 59, lit(":"), let s = num(2), s <= 60
+        else { return false }
+        if i < end, b[i] == UInt8(ascii: ".") {
+            i += 1
+            let s = i
+            while i < end, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
+            guard i > s else { return false }
+        }
+        if i < end, b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") { return i + 1 == end }
+        guard lit("+-"), let oh = num(2), oh <= 23, lit(":"), let om = num(2), om <= 59 else { return false }
+        return i == end
+    }
+}

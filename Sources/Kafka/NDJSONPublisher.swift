@@ -1,0 +1,445 @@
+import Foundation
+import JSON
+import Synchronization
+
+/// Publishes change events from NDJSON sources (files, or `-` for stdin) to one topic: each line
+/// is parsed and validated, keyed by the event's hem, and either acknowledged by the broker or
+/// reported as failed by source and line. Nothing read is silently dropped.
+public final class NDJSONPublisher: Sendable {
+    /// What happened to the lines read; `failed` lines were valid but not acknowledged.
+    public struct Summary: Sendable, Equatable {
+        public var read = 0
+        public var published = 0
+        public var rejected = 0
+        public var failed = 0
+        /// A signal (or `stop`) ended reading before the end of input.
+        public var interrupted = false
+        /// A fatal producer error, which stops the run.
+        public var fatal: String?
+
+        public init(
+            read: Int = 0, published: Int = 0, rejected: Int = 0, failed: Int = 0, interrupted: Bool = false,
+            fatal: String? = nil
+        ) {
+            self.read = read
+            self.published = published
+            self.rejected = rejected
+            self.failed = failed
+            self.interrupted = interrupted
+            self.fatal = fatal
+        }
+
+        public var json: String {
+            var w = JSONWriter()
+            w.beginObject()
+            w.key("read"); w.int(read)
+            w.key("published"); w.int(published)
+            w.key("rejected"); w.int(rejected)
+            w.key("failed"); w.int(failed)
+            w.key("interrupted"); w.bool(interrupted)
+            if let fatal { w.key("fatal"); w.string(fatal) }
+            w.endObject()
+            return w.string
+        }
+    }
+
+    public let producer: KafkaProducer
+    public let sources: [String]
+    private let validate: @Sendable (JSON) -> [String]
+    private let report: @Sendable (String) -> Void
+    private let tally: Tally
+    private let fastPath: CompiledSchema?
+    /// Set by a signal handler (or a test) to stop reading and start the bounded flush.
+    public let stopRequested = Atomic<Bool>(false)
+
+    /// The producer checks the topic first (see `KafkaProducer.init`).
+    /// `fastPath`, the same schema compiled, passes certainly-valid lines without building a
+    /// JSON tree; every other line goes through `validate`.
+    /// `validate` returns the problems of an event (empty when valid); `report` receives one
+    /// line per rejected or failed input line, e.g. `events.ndjson:12: rejected: data.hem: required`.
+    public init(
+        topic: String, configuration: KafkaConfiguration, sources: [String], createTopic: Bool = false,
+        metadataTimeout: Duration = .seconds(10), logLevel: Int32 = -1,
+        validate: @escaping @Sendable (JSON) -> [String], fastPath: CompiledSchema? = nil,
+        report: @escaping @Sendable (String) -> Void
+    ) throws(KafkaError) {
+        self.fastPath = fastPath
+        self.sources = sources.isEmpty ? ["-"] : sources
+        self.validate = validate
+        self.report = report
+        let tally = Tally()
+        self.tally = tally
+        let names = self.sources.map { $0 == "-" ? "stdin" : $0 }
+        producer = try KafkaProducer(
+            topic: topic, configuration: configuration, createTopic: createTopic, metadataTimeout: metadataTimeout,
+            logLevel: logLevel
+        ) { dr in
+            if let error = dr.error {
+                tally.failed.add(1, ordering: .relaxed)
+                let (file, line) = Tag.decode(dr.tag)
+                report("\(names[file]):\(line): not acknowledged: \(error)")
+            } else {
+                tally.published.add(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    public func stop() { stopRequested.store(true, ordering: .releasing) }
+    private var shouldStop: Bool { stopRequested.load(ordering: .acquiring) }
+
+    /// Counts so far, for progress lines.
+    public var progress: Summary {
+        Summary(
+            read: tally.read.load(ordering: .relaxed), published: tally.published.load(ordering: .relaxed),
+            rejected: tally.rejected.load(ordering: .relaxed), failed: tally.failed.load(ordering: .relaxed))
+    }
+
+    /// Reads every source to its end (or until `stop()`), then flushes within `flushTimeout`;
+    /// what is still unacknowledged then is purged and reported failed by line. Blocking: run it
+    /// on a thread of its own, never on the cooperative pool. Reading and validating run on a
+    /// second thread, handing chunks of checked lines to this one, which produces them in order.
+    public func run(flushTimeout: Duration) -> Summary {
+        let queue = ChunkQueue(capacity: 4)
+        let unreadable = Unreadable()
+        let scanning = Thread { [self] in
+            scan(into: queue, unreadable: unreadable)
+            queue.close()
+        }
+        scanning.name = "publish-scan"
+        scanning.start()
+
+        var fatal: KafkaError?
+        while let chunk = queue.take() {
+            chunk.bytes.withUnsafeBufferPointer { all in
+                for item in chunk.items {
+                    if case .report(let line) = item {
+                        report(line)
+                        continue
+                    }
+                    tally.read.add(1, ordering: .relaxed)
+                    let tag = item.tag
+                    let outcome: Outcome
+                    if fatal == nil, let f = producer.fatalError {
+                        fatal = f
+                        stop()  // no more reading; what was read is reported below
+                    }
+                    if let fatal {
+                        outcome = .notSent(fatal.description)
+                    } else {
+                        switch item {
+                        case .fast(let r, let fields, _): outcome = sendFast(UnsafeBufferPointer(rebasing: all[r]), fields, tag: tag)
+                        case .message(let message, _): outcome = send(message, tag: tag)
+                        case .rejected(let why, _): outcome = .rejected(why)
+                        case .report: continue
+                        }
+                    }
+                    let (file, line) = Tag.decode(tag)
+                    let name = sources[file] == "-" ? "stdin" : sources[file]
+                    switch outcome {
+                    case .sent: break
+                    case .rejected(let why):
+                        tally.rejected.add(1, ordering: .relaxed)
+                        report("\(name):\(line): rejected: \(why)")
+                    case .notSent(let why):
+                        tally.failed.add(1, ordering: .relaxed)
+                        report("\(name):\(line): not sent: \(why)")
+                    case .fatal(let error):
+                        fatal = error
+                        stop()
+                        tally.failed.add(1, ordering: .relaxed)
+                        report("\(name):\(line): not sent: \(error)")
+                    }
+                }
+            }
+            queue.recycle(chunk.bytes)
+        }
+        producer.close(flushTimeout: flushTimeout)
+        var summary = progress
+        summary.interrupted = shouldStop && fatal == nil
+        let cannotRead = unreadable.names.withLock { $0 }
+        summary.fatal = (fatal ?? producer.fatalError)?.description
+            ?? (cannotRead.isEmpty ? nil : "cannot read \(cannotRead.joined(separator: ", "))")
+        return summary
+    }
+
+    /// The reading side: lines split, checked (fast path, else the canonical validator) and
+    /// handed over in chunks that own their bytes.
+    private func scan(into queue: ChunkQueue, unreadable: Unreadable) {
+        var scanner = fastPath.map(EventScanner.init(schema:))
+        for (index, source) in sources.enumerated() {
+            let name = source == "-" ? "stdin" : source
+            let fd = source == "-" ? STDIN_FILENO : open(source, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                unreadable.names.withLock { $0.append(name) }
+                queue.put(Chunk(bytes: [], items: [.report("\(name): cannot open: \(String(cString: strerror(errno)))")]))
+                continue
+            }
+            defer { if source != "-" { close(fd) } }
+            var reader = LineReader(fd: fd, buffer: queue.buffer())
+            var lineNumber = 0
+            var items: [Chunk.Item] = []
+            while true {
+                while let r = reader.nextInBuffer() {
+                    lineNumber += 1
+                    let tag = Tag.encode(file: index, line: lineNumber)
+                    let item: Chunk.Item? = reader.buffer.withUnsafeBufferPointer { all in
+                        let line = UnsafeBufferPointer(rebasing: all[r])
+                        if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nil }
+                        if let fields = scanner?.scan(line) { return .fast(r, fields, tag) }
+                        return prepare(Array(line), tag: tag)
+                    }
+                    if let item { items.append(item) }
+                }
+                if reader.atEnd || shouldStop { break }
+                if !items.isEmpty {
+                    queue.put(Chunk(bytes: reader.takeBuffer(replacement: queue.buffer()), items: items))
+                    items = []
+                }
+                reader.fill(shouldStop: { self.shouldStop })
+            }
+            if let error = reader.error {
+                unreadable.names.withLock { $0.append(name) }
+                items.append(.report("\(name):\(lineNumber + 1): read failed: \(error)"))
+            }
+            if !items.isEmpty { queue.put(Chunk(bytes: reader.takeBuffer(replacement: []), items: items)) }
+            if shouldStop { break }
+        }
+    }
+
+    enum Outcome {
+        case sent
+        case rejected(String)
+        case notSent(String)
+        case fatal(KafkaError)
+    }
+
+    /// The record headers every event carries (CloudEvents structured mode, plus the routing
+    /// attributes so consumers can filter without parsing the value).
+    static let contentType = KafkaHeader("content-type", "application/cloudevents+json")
+
+    private func sendFast(_ line: UnsafeBufferPointer<UInt8>, _ f: EventScanner.Fields, tag: UInt64) -> Outcome {
+        let base = UnsafeRawPointer(line.baseAddress!)
+        func bytes(_ r: Range<Int>) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count)
+        }
+        return withUnsafeTemporaryAllocation(of: KafkaRawHeader.self, capacity: 4) { h in
+            var n = 0
+            h[n] = KafkaRawHeader("content-type", "application/cloudevents+json")
+            n += 1
+            if let r = f.specversion {
+                h[n] = KafkaRawHeader("ce_specversion", bytes(r))
+                n += 1
+            }
+            if let r = f.id {
+                h[n] = KafkaRawHeader("ce_id", bytes(r))
+                n += 1
+            }
+            if let r = f.type {
+                h[n] = KafkaRawHeader("ce_type", bytes(r))
+                n += 1
+            }
+            do throws(KafkaError) {
+                let sent = try producer.send(
+                    key: bytes(f.key), value: UnsafeRawBufferPointer(line),
+                    headers: UnsafeBufferPointer(rebasing: h[0..<n]), tag: tag, shouldStop: { self.shouldStop })
+                return sent ? .sent : .notSent("stopped while the producer queue was full")
+            } catch {
+                return error.isFatal ? .fatal(error) : .notSent(error.description)
+            }
+        }
+    }
+
+    /// The canonical path for a line the fast path was not sure about: parse, validate, build.
+    private func prepare(_ line: [UInt8], tag: UInt64) -> Chunk.Item {
+        let event: JSON
+        do { event = try JSON.parse(line) } catch { return .rejected("not JSON (\(error))", tag) }
+        let problems = validate(event)
+        if !problems.isEmpty { return .rejected(problems.prefix(3).joined(separator: "; "), tag) }
+        guard let hem = event["data"]?["hem"]?.stringValue ?? event["subject"]?.stringValue else {
+            return .rejected("no data.hem or subject to key by", tag)
+        }
+        var headers = [Self.contentType]
+        if let v = event["specversion"]?.stringValue { headers.append(KafkaHeader("ce_specversion", v)) }
+        if let v = event["id"]?.stringValue { headers.append(KafkaHeader("ce_id", v)) }
+        if let v = event["type"]?.stringValue { headers.append(KafkaHeader("ce_type", v)) }
+        return .message(KafkaMessage(key: Array(hem.utf8), value: line, headers: headers), tag)
+    }
+
+    private func send(_ message: KafkaMessage, tag: UInt64) -> Outcome {
+        do {
+            return try producer.send(message, tag: tag, shouldStop: { self.shouldStop })
+                ? .sent : .notSent("stopped while the producer queue was full")
+        } catch {
+            return error.isFatal ? .fatal(error) : .notSent(error.description)
+        }
+    }
+}
+
+/// Checked lines handed from the reading thread to the producing one; `bytes` holds the lines.
+struct Chunk: @unchecked Sendable {
+    // @unchecked: KafkaMessage and the rest are Sendable; EventScanner.Fields holds only ranges.
+    enum Item {
+        case fast(Range<Int>, EventScanner.Fields, UInt64)
+        case message(KafkaMessage, UInt64)
+        case rejected(String, UInt64)
+        case report(String)
+
+        var tag: UInt64 {
+            switch self {
+            case .fast(_, _, let t), .message(_, let t), .rejected(_, let t): return t
+            case .report: return 0
+            }
+        }
+    }
+    var bytes: [UInt8]
+    var items: [Item]
+}
+
+/// A bounded hand-over queue between two threads, with a pool of spare buffers.
+final class ChunkQueue: @unchecked Sendable {
+    // @unchecked: every field is guarded by `condition`.
+    private let condition = NSCondition()
+    private var chunks: [Chunk] = []
+    private var closed = false
+    private var spare: [[UInt8]] = []
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func put(_ chunk: Chunk) {
+        condition.lock()
+        while chunks.count >= capacity { condition.wait() }
+        chunks.append(chunk)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next chunk, or nil once closed and drained.
+    func take() -> Chunk? {
+        condition.lock()
+        defer { condition.unlock() }
+        while chunks.isEmpty && !closed { condition.wait() }
+        if chunks.isEmpty { return nil }
+        condition.broadcast()
+        return chunks.removeFirst()
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func recycle(_ buffer: [UInt8]) {
+        guard buffer.count >= LineReader.blockSize else { return }
+        condition.lock()
+        if spare.count < capacity + 2 { spare.append(buffer) }
+        condition.unlock()
+    }
+
+    func buffer() -> [UInt8] {
+        condition.lock()
+        defer { condition.unlock() }
+        return spare.popLast() ?? [UInt8](repeating: 0, count: LineReader.blockSize)
+    }
+}
+
+final class Unreadable: Sendable {
+    let names = Mutex<[String]>([])
+}
+
+final class Tally: Sendable {
+    let read = Atomic<Int>(0)
+    let published = Atomic<Int>(0)
+    let rejected = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+}
+
+/// A message's tag: the source index in the top 24 bits, the line number below, so a delivery
+/// report names its input line without a lookup table.
+enum Tag {
+    static func encode(file: Int, line: Int) -> UInt64 { UInt64(file) << 40 | UInt64(line) }
+    static func decode(_ tag: UInt64) -> (file: Int, line: Int) { (Int(tag >> 40), Int(tag & (1 << 40 - 1))) }
+}
+
+/// Lines from a file descriptor, read in large blocks. Waits for input with `poll` in short
+/// slices so a stop request is noticed even while stdin is idle.
+struct LineReader {
+    static let blockSize = 1 << 20
+    let fd: Int32
+    private(set) var buffer: [UInt8]
+    private var start = 0
+    private var end = 0
+    private var eof = false
+    private(set) var error: String?
+
+    init(fd: Int32, buffer: [UInt8]) {
+        self.fd = fd
+        self.buffer = buffer.count >= Self.blockSize ? buffer : [UInt8](repeating: 0, count: Self.blockSize)
+    }
+
+    /// True when everything has been read and returned.
+    var atEnd: Bool { eof && start >= end }
+
+    /// The next complete line in the buffer (or, at end of input, the last unterminated one).
+    mutating func nextInBuffer() -> Range<Int>? {
+        guard start < end else { return nil }
+        let found = buffer.withUnsafeBytes { b in
+            memchr(b.baseAddress! + start, 0x0A, end - start).map { $0 - UnsafeMutableRawPointer(mutating: b.baseAddress!) }
+        }
+        if let nl = found {
+            defer { start = nl + 1 }
+            return start..<nl
+        }
+        guard eof else { return nil }
+        defer { start = end }
+        return start..<end
+    }
+
+    /// Hands over the current buffer (ranges returned so far stay valid in it) and carries the
+    /// unfinished line over into `replacement`.
+    mutating func takeBuffer(replacement: [UInt8]) -> [UInt8] {
+        var next = replacement.count >= Self.blockSize ? replacement : [UInt8](repeating: 0, count: Self.blockSize)
+        let tail = end - start
+        if next.count < tail { next = [UInt8](repeating: 0, count: tail * 2) }
+        if tail > 0 {
+            next.withUnsafeMutableBytes { dst in
+                buffer.withUnsafeBytes { src in _ = memcpy(dst.baseAddress!, src.baseAddress! + start, tail) }
+            }
+        }
+        let old = buffer
+        buffer = next
+        start = 0
+        end = tail
+        return old
+    }
+
+    /// Reads more input (waiting in slices of 200 ms, checking `shouldStop`).
+    mutating func fill(shouldStop: () -> Bool) {
+        if start > 0 {
+            buffer.withUnsafeMutableBufferPointer { b in
+                _ = memmove(b.baseAddress!, b.baseAddress! + start, end - start)
+            }
+            end -= start
+            start = 0
+        }
+        if end == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
+        while !shouldStop() {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, 200)
+            if ready == 0 || (ready < 0 && errno == EINTR) { continue }
+            let n = buffer.withUnsafeMutableBufferPointer { b in read(fd, b.baseAddress! + end, b.count - end) }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                error = String(cString: strerror(errno))
+                eof = true
+            } else if n == 0 {
+                eof = true
+            } else {
+                end += n
+            }
+            return
+        }
+    }
+}
