@@ -1,0 +1,183 @@
+/// An RFC 4180 CSV tokenizer over bytes, fed in chunks: commas, doubled quotes and line breaks
+/// inside quotes, CRLF or LF. It copies one record's unescaped field bytes into `record` (with
+/// `fieldEnds` marking where each field stops) and counts physical lines, so a quoted newline
+/// advances the line. Blank lines are skipped. Memory stays bounded: bytes past `limit` in one
+/// record are dropped and the record is marked `oversized`.
+struct CSVReader {
+    private enum State {
+        case fieldStart, unquoted, quoted, quoteInQuoted
+    }
+
+    private static let comma = UInt8(ascii: ",")
+    private static let quote = UInt8(ascii: "\"")
+    private static let lf = UInt8(ascii: "\n")
+    private static let cr = UInt8(ascii: "\r")
+
+    /// Unescaped bytes of the current record's fields, back to back.
+    private(set) var record: [UInt8] = []
+    /// End offset in `record` of each field of the current record.
+    private(set) var fieldEnds: [Int] = []
+    /// Physical line (1-based) where the current record starts.
+    private(set) var recordLine = 1
+    /// Physical line of the next unread byte.
+    private(set) var line = 1
+    /// The current record went past `limit`; its bytes are incomplete.
+    private(set) var oversized = false
+    /// At the end of the input, the last record was inside an open quote (from this line).
+    private(set) var unterminatedQuote = false
+    /// Most bytes one record may hold.
+    var limit: Int
+
+    private var input: [UInt8] = []
+    private var position = 0
+    private var state = State.fieldStart
+    private var inRecord = false
+    private var returned = false
+
+    init(limit: Int) {
+        self.limit = limit
+        record.reserveCapacity(4096)
+        fieldEnds.reserveCapacity(16)
+    }
+
+    /// True when every fed byte has been consumed.
+    var needsInput: Bool { position >= input.count }
+
+    /// Bytes held for the record being read so far.
+    var pendingBytes: Int { record.count }
+
+    /// Hands over the next chunk. Call only once `next()` returned false.
+    mutating func feed(_ bytes: [UInt8]) {
+        input = bytes
+        position = 0
+    }
+
+    /// The bytes of field `index` of the current record.
+    func field(_ index: Int, in buffer: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        let start = index == 0 ? 0 : fieldEnds[index - 1]
+        return UnsafeBufferPointer(rebasing: buffer[start..<fieldEnds[index]])
+    }
+
+    /// Reads up to the end of the next record. False when the fed bytes ran out first.
+    mutating func next() -> Bool {
+        if returned { resetRecord() }
+        let chunk = input
+        return chunk.withUnsafeBufferPointer { scan($0) }
+    }
+
+    /// At the end of the input: completes a last record that has no line break after it.
+    mutating func finish() -> Bool {
+        if returned { resetRecord() }
+        guard inRecord else { return false }
+        if state == .quoted { unterminatedQuote = true }
+        endField()
+        return completeRecord()
+    }
+
+    private mutating func resetRecord() {
+        record.removeAll(keepingCapacity: true)
+        fieldEnds.removeAll(keepingCapacity: true)
+        oversized = false
+        inRecord = false
+        returned = false
+        recordLine = line
+    }
+
+    private mutating func append(_ buffer: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) {
+        guard to > from else { return }
+        if record.count + (to - from) > limit {
+            oversized = true
+            return
+        }
+        record.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[from..<to]))
+    }
+
+    private mutating func endField() {
+        fieldEnds.append(record.count)
+    }
+
+    /// A record ended at a line break: returns it, or skips it when the line was blank.
+    private mutating func completeRecord() -> Bool {
+        state = .fieldStart
+        if fieldEnds.count == 1 && fieldEnds[0] == 0 && !oversized {
+            resetRecord()
+            return false
+        }
+        returned = true
+        return true
+    }
+
+    private mutating func scan(_ buffer: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = position
+        let n = buffer.count
+        defer { position = i }
+        while i < n {
+            inRecord = true
+            switch state {
+            case .fieldStart:
+                if buffer[i] == Self.quote {
+                    state = .quoted
+                    i += 1
+                } else {
+                    state = .unquoted
+                }
+            case .unquoted:
+                var j = i
+                while j < n {
+                    let byte = buffer[j]
+                    if byte == Self.comma || byte == Self.lf { break }
+                    j += 1
+                }
+                append(buffer, i, j)
+                i = j
+                guard j < n else { return false }
+                i += 1
+                if buffer[j] == Self.comma {
+                    endField()
+                    state = .fieldStart
+                } else {
+                    let fieldStart = fieldEnds.last ?? 0
+                    if record.count > fieldStart && record[record.count - 1] == Self.cr { record.removeLast() }
+                    endField()
+                    line += 1
+                    if completeRecord() { return true }
+                }
+            case .quoted:
+                var j = i
+                while j < n {
+                    let byte = buffer[j]
+                    if byte == Self.quote { break }
+                    if byte == Self.lf { line += 1 }
+                    j += 1
+                }
+                append(buffer, i, j)
+                i = j
+                guard j < n else { return false }
+                i += 1
+                state = .quoteInQuoted
+            case .quoteInQuoted:
+                let byte = buffer[i]
+                if byte == Self.quote {
+                    append(buffer, i, i + 1)
+                    state = .quoted
+                    i += 1
+                } else if byte == Self.comma {
+                    endField()
+                    state = .fieldStart
+                    i += 1
+                } else if byte == Self.lf {
+                    endField()
+                    line += 1
+                    i += 1
+                    if completeRecord() { return true }
+                } else if byte == Self.cr {
+                    i += 1
+                } else {
+                    // Lenient: text after a closing quote is kept as part of the field.
+                    state = .unquoted
+                }
+            }
+        }
+        return false
+    }
+}
