@@ -249,6 +249,7 @@ public final class Loader {
                 var marks: [Int: SourceProgress] = [:]
                 var nextToAcknowledge = 0
                 var chunkNumber = 0
+                var unsaved = false
 
                 func enqueue(_ chunk: Int, _ job: Job) {
                     queue.append((chunk, job))
@@ -278,12 +279,16 @@ public final class Loader {
                         marks[nextToAcknowledge] = nil
                         pending[nextToAcknowledge] = nil
                         nextToAcknowledge += 1
-                        if let checkpoint { checkpoint.record(mark, for: key, size: size) }
+                        if let checkpoint {
+                            checkpoint.record(mark, for: key, size: size)
+                            unsaved = true
+                        }
                     }
                     let now = DispatchTime.now().uptimeNanoseconds
-                    if let checkpoint, Double(now - lastCheckpoint) / 1e9 >= options.checkpointInterval {
+                    if let checkpoint, unsaved, Double(now - lastCheckpoint) / 1e9 >= options.checkpointInterval {
                         try checkpoint.save()
                         lastCheckpoint = now
+                        unsaved = false
                     }
                 }
 
