@@ -66,7 +66,9 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         try day2.write(to: dir.file("day2.csv"))
 
         XCTAssertEqual(try load([dir.file("day1.csv").path]).exitCode, 0)
-        let result = try load([dir.file("day2.csv").path])
+        // --concurrency 1: moto 5.2.1 deep-copies the table in TransactWriteItems and races with
+        // concurrent writes (HTTP 500 "dictionary changed size during iteration", or no answer).
+        let result = try load([dir.file("day2.csv").path, "--concurrency", "1"])
         XCTAssertEqual(result.exitCode, 0, result.stderr)
         let unresolved = day1.rows.filter { $0.vup == nil }.count
         XCTAssertEqual(try summary(result)["totals"]?["moved"], .int(unresolved))
@@ -81,7 +83,7 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
     }
 
     func testLoad_incrementalDay1ToDay2_tableEqualsDay2_andOnlyChangesAreWritten() throws {
-        let day1 = ExportFixture.make(count: 400)
+        let day1 = ExportFixture.make(count: 200)
         let (day2, changedRows, moves) = day1.nextDay()
         try day1.write(to: dir.file("day1.csv"))
         try day2.write(to: dir.file("day2.csv"))
