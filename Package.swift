@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AWSWireTests", dependencies: ["AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "TableTests", dependencies: ["Table", "Schemas", "JSON", "TestSupport"]),
-        .testTarget(name: "ExportTests", dependencies: ["Export", "JSON", "TestSupport"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Schemas", "JSON", "TestSupport"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),

@@ -10,8 +10,14 @@ import AWSWire
 protocol ByteSource: AnyObject {
     /// Size of the source as stored, when known.
     var totalBytes: Int64? { get }
-    /// The next chunk, or nil at the end. Throws ExportError.
-    func next() async throws(ExportError) -> [UInt8]?
+    /// Reads the next chunk into `buffer` (reusing its storage when it can) and returns how many
+    /// bytes of it are valid, or nil at the end. Throws ExportError.
+    func read(into buffer: inout [UInt8]) async throws(ExportError) -> Int?
+}
+
+/// read(2), under a name the sources' own `read(into:)` does not shadow.
+private func posixRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+    read(fd, buffer, count)
 }
 
 /// A local file read with read(2) in fixed-size chunks.
@@ -44,27 +50,21 @@ final class FileByteSource: ByteSource {
 
     deinit { close(fd) }
 
-    func next() async throws(ExportError) -> [UInt8]? {
+    func read(into buffer: inout [UInt8]) async throws(ExportError) -> Int? {
+        if buffer.count < chunkSize { buffer = [UInt8](repeating: 0, count: chunkSize) }
         let size = chunkSize
         let fd = self.fd
-        var failure: Int32 = 0
-        let chunk = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+        let n = buffer.withUnsafeMutableBytes { bytes -> Int in
             while true {
-                let n = read(fd, buffer.baseAddress, size)
+                let n = posixRead(fd, bytes.baseAddress, size)
                 if n < 0 && errno == EINTR { continue }
-                if n < 0 {
-                    failure = errno
-                    count = 0
-                } else {
-                    count = n
-                }
-                return
+                return n
             }
         }
-        if failure != 0 {
-            throw ExportError(source: path, message: "read failed: \(String(cString: strerror(failure)))")
+        if n < 0 {
+            throw ExportError(source: path, message: "read failed: \(String(cString: strerror(errno)))")
         }
-        return chunk.isEmpty ? nil : chunk
+        return n == 0 ? nil : n
     }
 }
 
@@ -84,10 +84,13 @@ final class S3ByteSource: ByteSource {
         totalBytes = stream.contentLength
     }
 
-    func next() async throws(ExportError) -> [UInt8]? {
+    func read(into buffer: inout [UInt8]) async throws(ExportError) -> Int? {
         do {
             while let chunk = try await stream.next() {
-                if !chunk.isEmpty { return chunk }
+                if !chunk.isEmpty {
+                    buffer = chunk
+                    return chunk.count
+                }
             }
             return nil
         } catch {

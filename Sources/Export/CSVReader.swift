@@ -29,6 +29,7 @@ struct CSVReader {
     var limit: Int
 
     private var input: [UInt8] = []
+    private var inputCount = 0
     private var position = 0
     private var state = State.fieldStart
     private var inRecord = false
@@ -41,14 +42,23 @@ struct CSVReader {
     }
 
     /// True when every fed byte has been consumed.
-    var needsInput: Bool { position >= input.count }
+    var needsInput: Bool { position >= inputCount }
 
     /// Bytes held for the record being read so far.
     var pendingBytes: Int { record.count }
 
-    /// Hands over the next chunk. Call only once `next()` returned false.
-    mutating func feed(_ bytes: [UInt8]) {
+    /// Hands over the first `count` bytes of `bytes` as the next chunk. Call only once `next()`
+    /// returned false.
+    mutating func feed(_ bytes: [UInt8], count: Int) {
         input = bytes
+        inputCount = count
+        position = 0
+    }
+
+    /// Drops the reference to the consumed chunk, so its owner can refill it in place.
+    mutating func releaseInput() {
+        input = []
+        inputCount = 0
         position = 0
     }
 
@@ -62,7 +72,8 @@ struct CSVReader {
     mutating func next() -> Bool {
         if returned { resetRecord() }
         let chunk = input
-        return chunk.withUnsafeBufferPointer { scan($0) }
+        let count = inputCount
+        return chunk.withUnsafeBufferPointer { scan(UnsafeBufferPointer(rebasing: $0[..<count])) }
     }
 
     /// At the end of the input: completes a last record that has no line break after it.

@@ -16,7 +16,9 @@ public enum ExportChange: Sendable, Equatable {
 /// row whose hem is valid suppresses the removal of that hem (a bad new row never deletes the
 /// old item). Rejections of the previous export are counted in `previousRejected`, not emitted.
 /// A hem lower than the one before it (in either input) throws ExportError naming the source
-/// and line, before any change past that point is returned.
+/// and line, before any change past that point is returned. Each input is read one record
+/// ahead, so a swapped pair stops the diff before either of its records is compared; the
+/// batch that meets the error is not returned.
 ///
 /// The same hem twice in a row keeps the first: in the current export the later ones come out
 /// as `duplicate_hem` rejections, in the previous export they are counted in `previousRejected`.
@@ -122,12 +124,27 @@ final class SortedInput {
     private var lastHem: String?
     private var lastLine = 0
     private var ended = false
+    private var primed = false
+    private var lookahead: Item?
 
     init(_ reader: ExportReader) {
         self.reader = reader
     }
 
+    /// The next item. The one after it has been read and checked already, so a swapped pair
+    /// throws before the first of the two is handed out (and so before any change that a
+    /// comparison with it would give, such as a wrong removal).
     func next() async throws -> Item? {
+        if !primed {
+            primed = true
+            lookahead = try await fetch()
+        }
+        guard let item = lookahead else { return nil }
+        lookahead = try await fetch()
+        return item
+    }
+
+    private func fetch() async throws -> Item? {
         while index >= batch.count {
             guard !ended, let more = try await reader.nextBatch() else {
                 ended = true

@@ -28,7 +28,11 @@ public final class ExportReader {
     private var formatDecided = false
     private var bomChecked = false
     private var prefix: [UInt8] = []
+    /// Reused buffers: stored bytes (gzip input) and text for the CSV reader.
+    private var raw: [UInt8] = []
+    private var text: [UInt8] = []
     private var finished = false
+    private var pendingFailure: ExportError?
 
     public init(location: ExportLocation, client: AWSClient?) async throws {
         self.location = location
@@ -46,22 +50,49 @@ public final class ExportReader {
     }
 
     /// Up to `maxRecords` records; nil at the end of the source. Throws ExportError.
+    ///
+    /// Records before a failure come out first: the batch that meets the failure ends there,
+    /// and the next call throws it, so what a caller sees does not depend on the batch size.
     public func nextBatch(maxRecords: Int = 4096) async throws -> [ExportRecord]? {
+        if let failure = pendingFailure {
+            pendingFailure = nil
+            finished = true
+            throw failure
+        }
         guard !finished, let validator else { return nil }
         var out: [ExportRecord] = []
         out.reserveCapacity(min(max(maxRecords, 1), 4096))
+        do {
+            try await fill(&out, maxRecords: maxRecords, validator: validator)
+        } catch {
+            recordsRead += out.count
+            if out.isEmpty {
+                finished = true
+                throw error
+            }
+            pendingFailure = error
+            return out
+        }
+        recordsRead += out.count
+        if out.isEmpty && finished { return nil }
+        return out
+    }
+
+    private func fill(_ out: inout [ExportRecord], maxRecords: Int, validator: RowValidator)
+        async throws(ExportError)
+    {
         while out.count < maxRecords {
             if csv.next() {
                 out.append(validator.validate(csv))
                 continue
             }
-            if let chunk = try await nextText() {
-                csv.feed(chunk)
+            csv.releaseInput()
+            if let count = try await nextText() {
+                csv.feed(text, count: count)
                 continue
             }
             if csv.finish() {
                 if csv.unterminatedQuote {
-                    finished = true
                     throw ExportError(
                         source: name, line: csv.recordLine,
                         message: "the source ends inside a quoted field that starts on this line (file cut short?)")
@@ -71,9 +102,6 @@ public final class ExportReader {
             finished = true
             break
         }
-        recordsRead += out.count
-        if out.isEmpty && finished { return nil }
-        return out
     }
 
     private func readHeader() async throws(ExportError) {
@@ -82,8 +110,9 @@ public final class ExportReader {
                 throw ExportError(
                     source: name, line: 1, message: "header row longer than 64 KiB: not a CSV export (corrupt file?)")
             }
-            if let chunk = try await nextText() {
-                csv.feed(chunk)
+            csv.releaseInput()
+            if let count = try await nextText() {
+                csv.feed(text, count: count)
                 continue
             }
             if csv.finish() { break }
@@ -98,61 +127,70 @@ public final class ExportReader {
         csv.limit = Self.recordLimit
     }
 
-    /// Decompressed text without a leading UTF-8 byte-order mark.
-    private func nextText() async throws(ExportError) -> [UInt8]? {
-        guard !bomChecked else { return try await nextDecoded() }
-        var head: [UInt8] = []
-        while head.count < 3, let more = try await nextDecoded() { head += more }
+    /// Fills `text` with the next decompressed bytes, without a leading UTF-8 byte-order mark;
+    /// returns how many are valid, nil at the end. The CSV reader must have released `text`.
+    private func nextText() async throws(ExportError) -> Int? {
+        guard !bomChecked else { return try await nextDecoded(into: &text) }
         bomChecked = true
+        var head: [UInt8] = []
+        while head.count < 3, let n = try await nextDecoded(into: &text) { head += text[..<n] }
         if head.count >= 3 && head[0] == 0xef && head[1] == 0xbb && head[2] == 0xbf { head.removeFirst(3) }
-        if head.isEmpty { return try await nextDecoded() }
-        return head
+        if head.isEmpty { return try await nextDecoded(into: &text) }
+        text = head
+        return head.count
     }
 
-    /// The source's bytes, gunzipped when they start with the gzip magic.
-    private func nextDecoded() async throws(ExportError) -> [UInt8]? {
+    /// The source's bytes, gunzipped when they start with the gzip magic. Buffers are reused
+    /// from chunk to chunk (fresh 256 KiB arrays cost page faults).
+    private func nextDecoded(into output: inout [UInt8]) async throws(ExportError) -> Int? {
         while true {
             if let gunzip {
                 do {
-                    if let piece = try gunzip.next() { return piece }
+                    if let n = try gunzip.next(into: &output) { return n }
                 } catch {
                     throw ExportError(source: name, line: csv.line, message: error.message)
                 }
             }
-            guard var raw = try await source.next() else {
-                if let gunzip {
-                    do {
-                        try gunzip.finish()
-                    } catch {
-                        throw ExportError(source: name, line: csv.line, message: error.message)
-                    }
-                }
-                if !formatDecided {
-                    formatDecided = true
-                    if !prefix.isEmpty {
-                        defer { prefix = [] }
-                        return prefix
-                    }
-                }
-                return nil
-            }
-            bytesRead += Int64(raw.count)
             if !formatDecided {
-                prefix += raw
-                if prefix.count < 2 { continue }
+                // The first bytes decide gzip or plain; a source may hand out fewer than two.
+                var chunk: [UInt8] = []
+                if let n = try await source.read(into: &chunk) {
+                    bytesRead += Int64(n)
+                    prefix += chunk[..<n]
+                    if prefix.count < 2 { continue }
+                }
                 formatDecided = true
-                raw = prefix
+                let first = prefix
                 prefix = []
-                if Gunzip.isGzip(raw) {
+                if Gunzip.isGzip(first) {
                     do {
-                        gunzip = try Gunzip()
+                        let gunzip = try Gunzip()
+                        gunzip.feed(first, count: first.count)
+                        self.gunzip = gunzip
                     } catch {
                         throw ExportError(source: name, message: error.message)
                     }
+                    continue
                 }
+                if first.isEmpty { return nil }
+                output = first
+                return first.count
             }
-            guard let gunzip else { return raw }
-            gunzip.feed(raw)
+            guard let gunzip else {
+                guard let n = try await source.read(into: &output) else { return nil }
+                bytesRead += Int64(n)
+                return n
+            }
+            guard let n = try await source.read(into: &raw) else {
+                do {
+                    try gunzip.finish()
+                } catch {
+                    throw ExportError(source: name, line: csv.line, message: error.message)
+                }
+                return nil
+            }
+            bytesRead += Int64(n)
+            gunzip.feed(raw, count: n)
         }
     }
 }

@@ -3,7 +3,7 @@
 /// One validated export row, normalised: hem lowercase hex (32/40/64); vupID trimmed, with the
 /// sentinel `UNRESOLVED#` + hem.prefix(2) filled in when empty; timestamps UTC ending in `Z`;
 /// empty optional fields are nil.
-public struct ExportRow: Sendable, Equatable {
+public struct ExportRow: Sendable, Equatable, CustomStringConvertible {
     public var hem: String
     public var vupID: String
     public var email: String?
@@ -32,6 +32,12 @@ public struct ExportRow: Sendable, Equatable {
     public func sameAttributes(as other: ExportRow) -> Bool {
         hem == other.hem && vupID == other.vupID && email == other.email && domain == other.domain
             && source == other.source && lastVerified == other.lastVerified && updatedAt == other.updatedAt
+    }
+
+    /// For logs and test failures: keys and line, never the email.
+    public var description: String {
+        "ExportRow(hem: \(hem), vupID: \(vupID), line: \(line), updatedAt: \(updatedAt), email: "
+            + (email == nil ? "nil" : "<redacted>") + ")"
     }
 
     /// The sharded sentinel VUP id of a hem with no VUP: `UNRESOLVED#` + its first two hex chars.

@@ -50,22 +50,24 @@ final class Gunzip {
     }
 
     /// Hands over the next compressed chunk. Drain with `next()` until it returns nil first.
-    func feed(_ bytes: [UInt8]) {
+    func feed(_ bytes: [UInt8], count: Int) {
         precondition(stream.pointee.avail_in == 0, "feed before the previous input was drained")
-        if bytes.count > inputCapacity {
+        if count > inputCapacity {
             input.deallocate()
-            inputCapacity = bytes.count
+            inputCapacity = count
             input = .allocate(capacity: inputCapacity)
         }
         bytes.withUnsafeBufferPointer { source in
-            if let base = source.baseAddress { input.update(from: base, count: source.count) }
+            if let base = source.baseAddress { input.update(from: base, count: count) }
         }
         stream.pointee.next_in = input
-        stream.pointee.avail_in = UInt32(bytes.count)
+        stream.pointee.avail_in = UInt32(count)
     }
 
-    /// The next piece of decompressed bytes, or nil when the fed input is used up.
-    func next() throws(GunzipError) -> [UInt8]? {
+    /// Inflates the next piece into `output` (reusing its storage) and returns how many bytes
+    /// of it are valid, or nil when the fed input is used up.
+    func next(into output: inout [UInt8]) throws(GunzipError) -> Int? {
+        if output.count < outputSize { output = [UInt8](repeating: 0, count: outputSize) }
         while stream.pointee.avail_in > 0 || outputPending {
             if memberEnded {
                 guard stream.pointee.avail_in > 0 else { return nil }
@@ -76,11 +78,11 @@ final class Gunzip {
             var rc: Int32 = Z_OK
             let size = outputSize
             let stream = self.stream
-            let piece = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            let produced = output.withUnsafeMutableBufferPointer { buffer -> Int in
                 stream.pointee.next_out = buffer.baseAddress
                 stream.pointee.avail_out = UInt32(size)
                 rc = inflate(stream, Z_NO_FLUSH)
-                count = size - Int(stream.pointee.avail_out)
+                return size - Int(stream.pointee.avail_out)
             }
             outputPending = stream.pointee.avail_out == 0
             switch rc {
@@ -101,7 +103,7 @@ final class Gunzip {
             default:
                 throw GunzipError(message: "corrupt gzip data (zlib error \(rc))")
             }
-            if !piece.isEmpty { return piece }
+            if produced > 0 { return produced }
             if rc == Z_BUF_ERROR { return nil }
         }
         return nil

@@ -160,13 +160,14 @@ struct RowValidator {
         let source = text(layout.source, "source")
         if source.bad { return reject(.invalidUTF8, hem: hem, field: "source") }
 
-        let sentinel = ExportRow.sentinel(forHem: hem)
-        var vupID = sentinel
+        let vupID: String
         if let given = vup.value {
-            if given.utf8.starts(with: "UNRESOLVED#".utf8) && given != sentinel {
+            if given.utf8.starts(with: "UNRESOLVED#".utf8) && given != ExportRow.sentinel(forHem: hem) {
                 return reject(.sentinelMismatch, hem: hem, field: "vup_id")
             }
             vupID = given
+        } else {
+            vupID = ExportRow.sentinel(forHem: hem)
         }
 
         let updatedBytes = Self.trimmed(reader.field(layout.updatedAt, in: buffer))

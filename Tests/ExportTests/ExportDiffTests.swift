@@ -1,0 +1,174 @@
+import Export
+import Foundation
+import TestSupport
+import XCTest
+
+final class ExportDiffTests: XCTestCase {
+    private var directory: TemporaryDirectory!
+
+    override func setUpWithError() throws {
+        directory = try TemporaryDirectory()
+    }
+
+    private func write(_ name: String, _ lines: [String]) throws -> ExportLocation {
+        let url = directory.file(name)
+        try Data(Synthetic.csv([Synthetic.header] + lines)).write(to: url)
+        return .file(path: url.path)
+    }
+
+    /// Runs the diff to the end (or its error), one change per batch when `step` is 1.
+    private func diff(_ previous: [String], _ current: [String], step: Int = 4096) async throws
+        -> (changes: [ExportChange], error: ExportError?, diff: ExportDiff)
+    {
+        let diff = ExportDiff(
+            previous: try await ExportReader(location: try write("day1.csv", previous), client: nil),
+            current: try await ExportReader(location: try write("day2.csv", current), client: nil))
+        var changes: [ExportChange] = []
+        do {
+            while let batch = try await diff.nextBatch(maxChanges: step) {
+                XCTAssertLessThanOrEqual(batch.count, step)
+                changes += batch
+            }
+            return (changes, nil, diff)
+        } catch let error as ExportError {
+            assertNoEmail(error.description)
+            return (changes, error, diff)
+        }
+    }
+
+    private func hems(_ change: ExportChange) -> String? {
+        switch change {
+        case .added(let row), .removed(let row): return row.hem
+        case .changed(_, let new), .moved(_, let new): return new.hem
+        case .rejected(let rejection): return rejection.hem
+        }
+    }
+
+    func testDiff_findsAddedChangedMovedRemoved_andCountsUnchanged() async throws {
+        let previous = [
+            Synthetic.row(1, vup: "vup-a"),  // unchanged
+            Synthetic.row(2, vup: "vup-a"),  // changed (updated_at)
+            Synthetic.row(3),  // moved: UNRESOLVED#00 -> vup-c (resolved)
+            Synthetic.row(4, vup: "vup-d"),  // removed
+            Synthetic.row(6, vup: "vup-f"),  // moved: vup-f -> vup-g (reassigned)
+        ]
+        let current = [
+            Synthetic.row(1, vup: "vup-a"),
+            Synthetic.row(2, vup: "vup-a", updatedAt: "2026-11-26T10:00:00Z"),
+            Synthetic.row(3, vup: "vup-c"),
+            Synthetic.row(5, vup: "vup-e"),  // added
+            Synthetic.row(6, vup: "vup-g"),
+            Synthetic.row(7),  // added, unresolved
+        ]
+        for step in [1, 4096] {
+            let (changes, error, diff) = try await diff(previous, current, step: step)
+            XCTAssertNil(error)
+            XCTAssertEqual(diff.unchanged, 1)
+            XCTAssertEqual(diff.previousRejected, 0)
+            guard changes.count == 6 else { return XCTFail("\(changes)") }
+            guard case .changed(let old2, let new2) = changes[0] else { return XCTFail("\(changes[0])") }
+            XCTAssertEqual(old2.updatedAt, "2026-11-25T10:00:00Z")
+            XCTAssertEqual(new2.updatedAt, "2026-11-26T10:00:00Z")
+            guard case .moved(let old3, let new3) = changes[1] else { return XCTFail("\(changes[1])") }
+            XCTAssertEqual([old3.vupID, new3.vupID], ["UNRESOLVED#00", "vup-c"])
+            guard case .removed(let row4) = changes[2] else { return XCTFail("\(changes[2])") }
+            XCTAssertEqual(row4.hem, Synthetic.hem(4))
+            guard case .added(let row5) = changes[3] else { return XCTFail("\(changes[3])") }
+            XCTAssertEqual(row5.vupID, "vup-e")
+            guard case .moved(let old6, let new6) = changes[4] else { return XCTFail("\(changes[4])") }
+            XCTAssertEqual([old6.vupID, new6.vupID], ["vup-f", "vup-g"])
+            guard case .added(let row7) = changes[5] else { return XCTFail("\(changes[5])") }
+            XCTAssertEqual(row7.vupID, "UNRESOLVED#00")
+        }
+    }
+
+    func testIdenticalExports_giveNoChanges() async throws {
+        let rows = (0..<1000).map { Synthetic.row($0, vup: "vup-\($0 % 7)") }
+        let (changes, error, diff) = try await diff(rows, rows)
+        XCTAssertNil(error)
+        XCTAssertTrue(changes.isEmpty)
+        XCTAssertEqual(diff.unchanged, 1000)
+    }
+
+    func testEmptyPreviousOrCurrent_addsOrRemovesEverything() async throws {
+        let rows = (0..<10).map { Synthetic.row($0) }
+        var result = try await diff([], rows)
+        XCTAssertEqual(result.changes.filter { if case .added = $0 { true } else { false } }.count, 10)
+        result = try await diff(rows, [])
+        XCTAssertEqual(result.changes.filter { if case .removed = $0 { true } else { false } }.count, 10)
+    }
+
+    func testRejectedCurrentRow_withValidHem_suppressesTheRemoval() async throws {
+        let previous = [Synthetic.row(1), Synthetic.row(2), Synthetic.row(3)]
+        let current = [
+            Synthetic.row(1),
+            "\(Synthetic.hem(2)),vup-1,x@example.invalid,,,,not-a-time",  // rejected, hem valid
+            "zz-not-a-hem,vup-1,y@example.invalid,,,,2026-11-25T10:00:00Z",  // rejected, no hem
+        ]
+        let (changes, error, diff) = try await diff(previous, current)
+        XCTAssertNil(error)
+        XCTAssertEqual(diff.unchanged, 1)
+        // hem 2: only its rejection, never a removal; hem 3: removed.
+        XCTAssertEqual(changes.count, 3, "\(changes)")
+        XCTAssertTrue(changes.contains(.rejected(RowRejection(
+            source: directory.file("day2.csv").path, line: 3, reason: .invalidTimestamp, hem: Synthetic.hem(2),
+            field: "updated_at"))))
+        XCTAssertTrue(changes.contains { if case .rejected(let r) = $0 { r.reason == .invalidHem } else { false } })
+        XCTAssertFalse(changes.contains { if case .removed(let r) = $0 { r.hem == Synthetic.hem(2) } else { false } })
+        XCTAssertTrue(changes.contains { if case .removed(let r) = $0 { r.hem == Synthetic.hem(3) } else { false } })
+        for change in changes { assertNoEmail(String(describing: change)) }
+    }
+
+    func testRejectionsOfThePreviousExport_areCountedNotEmitted() async throws {
+        let previous = [Synthetic.row(1), "\(Synthetic.hem(2)),UNRESOLVED#99,,,,,2026-11-25T10:00:00Z", "bad,,,,,,"]
+        let current = [Synthetic.row(1), Synthetic.row(2)]
+        let (changes, error, diff) = try await diff(previous, current)
+        XCTAssertNil(error)
+        XCTAssertEqual(diff.previousRejected, 2)
+        guard changes.count == 1, case .added(let row) = changes[0] else { return XCTFail("\(changes)") }
+        XCTAssertEqual(row.hem, Synthetic.hem(2))
+    }
+
+    func testDuplicateHemInCurrent_isRejected_keepingTheFirst() async throws {
+        let current = [Synthetic.row(1, vup: "vup-a"), Synthetic.row(1, vup: "vup-b"), Synthetic.row(2)]
+        let (changes, error, _) = try await diff([], current)
+        XCTAssertNil(error)
+        XCTAssertEqual(changes.count, 3)
+        guard case .added(let first) = changes[0] else { return XCTFail("\(changes)") }
+        XCTAssertEqual(first.vupID, "vup-a")
+        guard case .rejected(let duplicate) = changes[1] else { return XCTFail("\(changes)") }
+        XCTAssertEqual(duplicate.reason, .duplicateHem)
+        XCTAssertEqual(duplicate.line, 3)
+    }
+
+    func testOutOfOrderCurrent_throwsNamingSourceAndLine_beforeAnyLaterChange() async throws {
+        let previous = (0..<10).map { Synthetic.row($0) }
+        let current =
+            (0..<3).map { Synthetic.row($0, vup: "vup-new") } + [Synthetic.row(6, vup: "vup-new"),
+                Synthetic.row(4, vup: "vup-new")] + (7..<10).map { Synthetic.row($0, vup: "vup-new") }
+        for step in [1, 4096] {
+            let (changes, error, _) = try await diff(previous, current, step: step)
+            let failure = try XCTUnwrap(error)
+            XCTAssertTrue(failure.source.hasSuffix("day2.csv"))
+            XCTAssertEqual(failure.line, 6)
+            XCTAssertTrue(failure.description.contains("day2.csv:6"), failure.description)
+            XCTAssertTrue(failure.description.contains("order"), failure.description)
+            // Nothing at or past the out-of-order row (hem 4, then 7...) was handed out.
+            let seen = Set(changes.compactMap(hems))
+            for late in [4, 6, 7, 8, 9] { XCTAssertFalse(seen.contains(Synthetic.hem(late)), "step \(step): \(late)") }
+        }
+    }
+
+    func testOutOfOrderPrevious_throwsNamingSourceAndLine() async throws {
+        let previous = [Synthetic.row(1), Synthetic.row(3), Synthetic.row(2), Synthetic.row(4)]
+        let current = (1..<5).map { Synthetic.row($0, vup: "vup-x") }
+        for step in [1, 4096] {
+            let (changes, error, _) = try await diff(previous, current, step: step)
+            let failure = try XCTUnwrap(error)
+            XCTAssertTrue(failure.source.hasSuffix("day1.csv"))
+            XCTAssertEqual(failure.line, 4)
+            let seen = Set(changes.compactMap(hems))
+            for late in [2, 3, 4] { XCTAssertFalse(seen.contains(Synthetic.hem(late)), "step \(step): \(late)") }
+        }
+    }
+}
