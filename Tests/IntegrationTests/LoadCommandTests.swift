@@ -191,6 +191,47 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         XCTAssertFalse(result.stderr.contains("@example.invalid"))
     }
 
+    func testLoad_missingTable_exit1_oneLineNamingSourceLineAndAWSCode() throws {
+        try ExportFixture.make(count: 10).write(to: dir.file("t.csv"))
+        let result = try Hemstream.run(["load", "--table", "no-such-table", dir.file("t.csv").path], environment: env)
+        XCTAssertEqual(result.exitCode, 1, result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("t.csv line "), result.stderr)
+        XCTAssertTrue(result.stderr.contains("ResourceNotFoundException"), result.stderr)
+        assertNoEmails([result.stdout, result.stderr], [])
+    }
+
+    func testLoad_incrementalWithUnsortedExport_exit1_namesTheLine() throws {
+        let day1 = ExportFixture.make(count: 20)
+        var day2 = day1
+        day2.rows.swapAt(10, 11)
+        try day1.write(to: dir.file("day1.csv"))
+        try day2.write(to: dir.file("day2.csv"))
+        let result = try load([dir.file("day2.csv").path, "--previous", dir.file("day1.csv").path])
+        XCTAssertEqual(result.exitCode, 1, result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("day2.csv"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("13"), "the line of the out-of-order hem: \(result.stderr)")
+        assertNoEmails([result.stdout, result.stderr], [])
+    }
+
+    func testLoad_gzipFromS3Prefix_tableMatchesExport() throws {
+        let export = ExportFixture.make(count: 120)
+        try export.write(to: dir.file("part.csv"))
+        let gzip = try ChildProcess.run("gzip", ["-kf", dir.file("part.csv").path])
+        XCTAssertEqual(gzip.exitCode, 0, gzip.stderr)
+        let bytes = try Data(contentsOf: dir.file("part.csv.gz"))
+        let bucket = "bucket-\(table)"
+        try runAsync {
+            let client = AWSClient(configuration: try AWSConfiguration.resolve(region: nil, environment: self.env))
+            try await client.s3CreateBucket(bucket)
+            try await client.s3PutObject(bucket: bucket, key: "day1/part_000", body: Array(bytes))
+        }
+        let result = try load(["s3://\(bucket)/day1/"])
+        XCTAssertEqual(result.exitCode, 0, result.stderr)
+        XCTAssertEqual(try scanTable(table, environment: env).items, export.expectedItems)
+    }
+
     func testLoad_dryRun_writesNothing() throws {
         try ExportFixture.make(count: 50).write(to: dir.file("d.csv"))
         let result = try load([dir.file("d.csv").path, "--dry-run"])
