@@ -259,13 +259,17 @@ public final class Loader {
                 func enqueueWrites(_ chunk: Int, _ operations: [WriteOperation]) {
                     var builder = BatchBuilder()
                     var moves: [(from: ItemKey, to: ExportRow)] = []
+                    var movesBytes = 0
                     for operation in operations {
                         if case .move(let from, let row) = operation {
-                            moves.append((from, row))
-                            if moves.count == 25 {
+                            // A transaction takes 100 actions and 4 MB at most: 25 moves, ~3.5 MB.
+                            if moves.count == 25 || movesBytes + operation.requestSize > 3_500_000 {
                                 enqueue(chunk, .moves(moves))
                                 moves.removeAll()
+                                movesBytes = 0
                             }
+                            moves.append((from, row))
+                            movesBytes += operation.requestSize
                         } else if let full = builder.add(operation) {
                             enqueue(chunk, .write(full))
                         }

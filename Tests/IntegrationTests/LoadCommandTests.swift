@@ -50,7 +50,7 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         XCTAssertEqual(afterFirst.items, export.expectedItems)
         XCTAssertEqual(afterFirst.raw.count, 600)
 
-        let second = try load([path.path])
+        let second = try load([path.path, "--max-wcu", "5000"])
         XCTAssertEqual(second.exitCode, 0, second.stderr)
         let afterSecond = try scanTable(table, environment: env)
         XCTAssertEqual(afterSecond.items, afterFirst.items)
