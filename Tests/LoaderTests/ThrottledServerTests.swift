@@ -13,14 +13,33 @@ import XCTest
 final class ThrottledServerTests: XCTestCase {
     func testLoad_whenServerThrottlesAndLeavesItemsUnprocessed_everyRowIsWritten() async throws {
         let received = Mutex<[String: String]>([:])  // hem -> vup_id of the items accepted
+        let deleted = Mutex<Set<String>>([])  // hems whose sentinel item was deleted by a move
         let server = try ScriptedHTTPServer { request, index in
             let target = request.header("X-Amz-Target") ?? ""
             guard let body = try? JSON.parse(request.body) else { return .awsJSONError(400, "SerializationException", "bad") }
             if target.hasSuffix("BatchGetItem") {
                 if index % 2 == 0 { return .json(200, #"{"UnprocessedKeys":\#(body["RequestItems"]!.serialized())}"#) }
+                // Every sentinel of a hem ending in "1" exists: those rows become moves.
+                let keys = body["RequestItems"]?["t"]?["Keys"]?.arrayValue ?? []
+                let found = keys.filter { $0["hem"]?["S"]?.stringValue?.hasSuffix("1") == true }
+                return .json(200, #"{"Responses":{"t":\#(JSON.array(found).serialized())}}"#)
+            }
+            if target.hasSuffix("TransactWriteItems") {
+                if index % 3 == 0 {
+                    return .awsJSONError(
+                        400, "TransactionCanceledException",
+                        "Transaction cancelled, please refer cancellation reasons for specific reasons [None, ThrottlingError]")
+                }
+                received.withLock { items in
+                    for action in body["TransactItems"]?.arrayValue ?? [] {
+                        if let key = action["Delete"]?["Key"] { deleted.withLock { $0.insert(key["hem"]!["S"]!.stringValue!) } }
+                        if let item = action["Put"]?["Item"] {
+                            items[item["hem"]!["S"]!.stringValue!] = item["vup_id"]!["S"]!.stringValue!
+                        }
+                    }
+                }
                 return .json(200, "{}")
             }
-            if target.hasSuffix("TransactWriteItems") { return .json(200, "{}") }
             switch index % 4 {
             case 0: return .awsJSONError(400, "ThrottlingException", "Rate of requests exceeds the allowed throughput.")
             case 1:
@@ -62,7 +81,11 @@ final class ThrottledServerTests: XCTestCase {
         let summary = try await loader.load(.file(path: dir.file("e.csv").path), size: nil, client: nil)
 
         XCTAssertEqual(received.withLock { $0 }, expected)
-        XCTAssertEqual(summary.stats.puts, 300)
+        let moved = Set(expected.filter { !$0.value.hasPrefix("UNRESOLVED#") && $0.key.hasSuffix("1") }.keys)
+        XCTAssertFalse(moved.isEmpty)
+        XCTAssertEqual(deleted.withLock { $0 }, moved)
+        XCTAssertEqual(summary.stats.moves, moved.count)
+        XCTAssertEqual(summary.stats.puts, 300 - moved.count)
         XCTAssertGreaterThan(summary.stats.throttled, 0)
         XCTAssertGreaterThan(summary.stats.retries, 0)
         XCTAssertEqual(summary.rejectedTotal, 0)
