@@ -43,6 +43,7 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
 
         let first = try load([path.path])
         XCTAssertEqual(first.exitCode, 0, first.stderr)
+        XCTAssertEqual(first.stderr, "", "no progress line when stderr is not a terminal")
         let s = try summary(first)
         XCTAssertEqual(s["totals"]?["rows_read"], 600)
         XCTAssertEqual(s["totals"]?["items_written"], 600)
@@ -230,6 +231,18 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         let result = try load(["s3://\(bucket)/day1/"])
         XCTAssertEqual(result.exitCode, 0, result.stderr)
         XCTAssertEqual(try scanTable(table, environment: env).items, export.expectedItems)
+    }
+
+    func testLoad_onATerminal_showsAProgressLine() throws {
+        try ExportFixture.make(count: 50).write(to: dir.file("p.csv"))
+        // script(1) gives the command a terminal; its output comes back on script's stdout.
+        let command = ([Hemstream.binaryPath, "load", "--table", table, dir.file("p.csv").path, "--dry-run"])
+            .map { "'\($0)'" }.joined(separator: " ")
+        let result = try ChildProcess.run("script", ["-qefc", command, "/dev/null"], environment: env)
+        XCTAssertEqual(result.exitCode, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("rows/s"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("p.csv: 50 rows"), result.stdout)
+        XCTAssertTrue(result.stdout.contains(" of "), "bytes read of the total: \(result.stdout)")
     }
 
     func testLoad_dryRun_writesNothing() throws {
