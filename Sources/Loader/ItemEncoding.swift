@@ -22,31 +22,87 @@ public enum ItemEncoding {
     /// The item for `row`; `previousVupID` marks an item written by a move (the stream
     /// reader's detector reads it to tell a move from a new HEM).
     public static func writeItem(_ row: ExportRow, previousVupID: String? = nil, to w: inout JSONWriter) {
-        w.beginObject()
-        attribute("vup_id", row.vupID, &w)
-        attribute("hem", row.hem, &w)
-        if let v = row.email { attribute("email", v, &w) }
-        if let v = row.domain { attribute("domain", v, &w) }
-        if let v = row.source { attribute("source", v, &w) }
-        if let v = row.lastVerified { attribute("last_verified", v, &w) }
-        attribute("updated_at", row.updatedAt, &w)
-        if let previousVupID { attribute("previous_vup_id", previousVupID, &w) }
-        w.endObject()
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256)
+        appendItem(row, previousVupID: previousVupID, to: &bytes)
+        w.raw(bytes)
     }
 
     public static func writeKey(_ key: ItemKey, to w: inout JSONWriter) {
-        w.beginObject()
-        attribute("vup_id", key.vupID, &w)
-        attribute("hem", key.hem, &w)
-        w.endObject()
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(96)
+        appendKey(key, to: &bytes)
+        w.raw(bytes)
     }
 
-    @inline(__always) static func attribute(_ name: String, _ value: String, _ w: inout JSONWriter) {
-        w.key(name)
-        w.beginObject()
-        w.key("S")
-        w.string(value)
-        w.endObject()
+    /// The hot path: the item's JSON appended to `out`, the fixed parts as prebuilt bytes.
+    public static func appendItem(_ row: ExportRow, previousVupID: String? = nil, to out: inout [UInt8]) {
+        out.append(contentsOf: Fragment.vupID)
+        appendString(row.vupID, to: &out)
+        out.append(contentsOf: Fragment.hem)
+        appendString(row.hem, to: &out)
+        if let v = row.email {
+            out.append(contentsOf: Fragment.email)
+            appendString(v, to: &out)
+        }
+        if let v = row.domain {
+            out.append(contentsOf: Fragment.domain)
+            appendString(v, to: &out)
+        }
+        if let v = row.source {
+            out.append(contentsOf: Fragment.source)
+            appendString(v, to: &out)
+        }
+        if let v = row.lastVerified {
+            out.append(contentsOf: Fragment.lastVerified)
+            appendString(v, to: &out)
+        }
+        out.append(contentsOf: Fragment.updatedAt)
+        appendString(row.updatedAt, to: &out)
+        if let previousVupID {
+            out.append(contentsOf: Fragment.previousVupID)
+            appendString(previousVupID, to: &out)
+        }
+        out.append(contentsOf: Fragment.close)
+    }
+
+    public static func appendKey(_ key: ItemKey, to out: inout [UInt8]) {
+        out.append(contentsOf: Fragment.vupID)
+        appendString(key.vupID, to: &out)
+        out.append(contentsOf: Fragment.hem)
+        appendString(key.hem, to: &out)
+        out.append(contentsOf: Fragment.close)
+    }
+
+    /// A JSON string: copied as is when nothing needs escaping (hems, ids, timestamps, nearly
+    /// every email), otherwise quoted by JSONWriter.
+    @inline(__always) static func appendString(_ value: String, to out: inout [UInt8]) {
+        var value = value
+        let plain = value.withUTF8 { buffer -> Bool in
+            for c in buffer where c < 0x20 || c == 0x22 || c == 0x5C { return false }
+            out.append(0x22)
+            out.append(contentsOf: buffer)
+            out.append(0x22)
+            return true
+        }
+        if !plain {
+            var w = JSONWriter(capacity: value.utf8.count + 16)
+            w.string(value)
+            out.append(contentsOf: w.bytes)
+        }
+    }
+
+    /// `{"vup_id":{"S":` … `},"hem":{"S":` … `}}`: attribute openings, each closing the one before.
+    enum Fragment {
+        static let vupID = Array(#"{"vup_id":{"S":"#.utf8)
+        static let hem = Array(#"},"hem":{"S":"#.utf8)
+        static let email = Array(#"},"email":{"S":"#.utf8)
+        static let domain = Array(#"},"domain":{"S":"#.utf8)
+        static let source = Array(#"},"source":{"S":"#.utf8)
+        static let lastVerified = Array(#"},"last_verified":{"S":"#.utf8)
+        static let updatedAt = Array(#"},"updated_at":{"S":"#.utf8)
+        static let previousVupID = Array(#"},"previous_vup_id":{"S":"#.utf8)
+        static let close = Array("}}".utf8)
     }
 
     /// The item's size as DynamoDB counts it: UTF-8 bytes of attribute names plus values.

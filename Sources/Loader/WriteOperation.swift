@@ -91,43 +91,37 @@ public struct BatchBuilder: Sendable {
 /// Request bodies for the loader's DynamoDB calls, written with JSONWriter.
 public enum RequestBodies {
     public static func batchWrite(table: String, _ operations: [WriteOperation]) -> [UInt8] {
-        var w = JSONWriter(capacity: 512 * max(1, operations.count))
-        w.beginObject()
-        w.key("RequestItems")
-        w.beginObject()
-        w.key(table)
-        w.beginArray()
-        for operation in operations {
-            w.beginObject()
+        var out: [UInt8] = []
+        out.reserveCapacity(operations.reduce(64) { $0 + $1.requestSize })
+        out.append(contentsOf: Fragment.requestItems)
+        var name = JSONWriter(capacity: table.utf8.count + 8)
+        name.string(table)
+        out.append(contentsOf: name.bytes)
+        out.append(contentsOf: Fragment.colonBracket)
+        for (i, operation) in operations.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
             switch operation {
-            case .put(let row):
-                w.key("PutRequest")
-                w.beginObject()
-                w.key("Item")
-                ItemEncoding.writeItem(row, to: &w)
-                w.endObject()
+            case .put(let row), .move(_, let row):
+                // A move is never sent in a batch (it is a transaction); encoded as its put if it is.
+                out.append(contentsOf: Fragment.put)
+                ItemEncoding.appendItem(row, to: &out)
             case .delete(let key, _):
-                w.key("DeleteRequest")
-                w.beginObject()
-                w.key("Key")
-                ItemEncoding.writeKey(key, to: &w)
-                w.endObject()
-            case .move(_, let row):
-                // Not a batch request; callers send moves as transactions.
-                w.key("PutRequest")
-                w.beginObject()
-                w.key("Item")
-                ItemEncoding.writeItem(row, to: &w)
-                w.endObject()
+                out.append(contentsOf: Fragment.delete)
+                ItemEncoding.appendKey(key, to: &out)
             }
-            w.endObject()
+            out.append(contentsOf: Fragment.closeRequest)
         }
-        w.endArray()
-        w.endObject()
-        w.key("ReturnConsumedCapacity")
-        w.string("TOTAL")
-        w.endObject()
-        return w.bytes
+        out.append(contentsOf: Fragment.end)
+        return out
+    }
+
+    enum Fragment {
+        static let requestItems = Array(#"{"RequestItems":{"#.utf8)
+        static let colonBracket = Array(":[".utf8)
+        static let put = Array(#"{"PutRequest":{"Item":"#.utf8)
+        static let delete = Array(#"{"DeleteRequest":{"Key":"#.utf8)
+        static let closeRequest = Array("}}".utf8)
+        static let end = Array(#"]},"ReturnConsumedCapacity":"TOTAL"}"#.utf8)
     }
 
     /// One transaction for a group of moves: per move, a Delete of the old key and a Put of
