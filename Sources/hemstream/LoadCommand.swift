@@ -19,8 +19,9 @@ struct LoadCommand: AsyncParsableCommand {
             rest written; 1: a fatal error (one line naming the source and line).
 
             Examples:
-              hemstream load s3://exports/2026-11-25/ --rejects rejects.jsonl --checkpoint load.ckpt
+              hemstream load s3://exports/2026-11-25/ --rejects rejects.jsonl
               hemstream load day2.csv.gz --previous day1.csv.gz --max-wcu 4000
+              hemstream load 'exports/*.gz' --checkpoint /var/tmp/load-1125.ckpt
             """)
 
     @OptionGroup var aws: AWSOptions
