@@ -386,10 +386,17 @@ public final class Loader {
                 }
                 try acknowledge()
             }
-        } catch let failure as JobFailure {
-            throw LoadError(source: source, line: failure.line, message: String(describing: failure.error))
-        } catch let error as ExportError {
-            throw LoadError(source: error.source, line: error.line, message: error.message)
+        } catch {
+            // What was acknowledged before the failure stays recorded, so a rerun resumes there.
+            try? checkpoint?.save()
+            switch error {
+            case let failure as JobFailure:
+                throw LoadError(source: source, line: failure.line, message: String(describing: failure.error))
+            case let error as ExportError:
+                throw LoadError(source: error.source, line: error.line, message: error.message)
+            default:
+                throw error
+            }
         }
         finish(&summary)
         if let checkpoint {
