@@ -133,12 +133,7 @@ struct CSVReader {
                     state = .unquoted
                 }
             case .unquoted:
-                var j = i
-                while j < n {
-                    let byte = buffer[j]
-                    if byte == Self.comma || byte == Self.lf { break }
-                    j += 1
-                }
+                let j = Self.endOfUnquoted(buffer, from: i)
                 append(buffer, i, j)
                 i = j
                 guard j < n else { return false }
@@ -154,13 +149,7 @@ struct CSVReader {
                     if completeRecord() { return true }
                 }
             case .quoted:
-                var j = i
-                while j < n {
-                    let byte = buffer[j]
-                    if byte == Self.quote { break }
-                    if byte == Self.lf { line += 1 }
-                    j += 1
-                }
+                let j = Self.nextQuote(buffer, from: i, lines: &line)
                 append(buffer, i, j)
                 i = j
                 guard j < n else { return false }
@@ -190,5 +179,60 @@ struct CSVReader {
             }
         }
         return false
+    }
+
+    // Scanning eight bytes at a time (SWAR): a word with none of the bytes sought is skipped
+    // whole; the rest is checked byte by byte. Fields are mostly 10-64 bytes of plain text.
+
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    @inline(__always) private static func hasByte(_ word: UInt64, _ byte: UInt8) -> Bool {
+        let x = word ^ (ones &* UInt64(byte))
+        return (x &- ones) & ~x & highs != 0
+    }
+
+    /// Index of the first comma or line feed at or after `start`, or the end.
+    @inline(__always) private static func endOfUnquoted(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        let n = buffer.count
+        guard let base = buffer.baseAddress else { return n }
+        let raw = UnsafeRawPointer(base)
+        var j = start
+        while j + 8 <= n {
+            let word = raw.loadUnaligned(fromByteOffset: j, as: UInt64.self)
+            if hasByte(word, comma) || hasByte(word, lf) { break }
+            j += 8
+        }
+        while j < n {
+            let byte = base[j]
+            if byte == comma || byte == lf { return j }
+            j += 1
+        }
+        return n
+    }
+
+    /// Index of the next quote at or after `start`, or the end; counts the line feeds passed.
+    @inline(__always) private static func nextQuote(
+        _ buffer: UnsafeBufferPointer<UInt8>, from start: Int, lines: inout Int
+    ) -> Int {
+        let n = buffer.count
+        guard let base = buffer.baseAddress else { return n }
+        let raw = UnsafeRawPointer(base)
+        var j = start
+        while j < n {
+            while j + 8 <= n {
+                let word = raw.loadUnaligned(fromByteOffset: j, as: UInt64.self)
+                if hasByte(word, quote) || hasByte(word, lf) { break }
+                j += 8
+            }
+            let stop = min(j + 8, n)
+            while j < stop {
+                let byte = base[j]
+                if byte == quote { return j }
+                if byte == lf { lines += 1 }
+                j += 1
+            }
+        }
+        return n
     }
 }

@@ -88,7 +88,8 @@ public enum ExportSources {
         -> [(location: ExportLocation, size: Int64?)]
     {
         guard let (bucket, key) = parseS3(argument) else {
-            throw ExportError(source: argument, message: "not an S3 location: expected s3://bucket/key or s3://bucket/prefix/")
+            throw ExportError(
+                source: argument, message: "not an S3 location: expected s3://bucket/key or s3://bucket/prefix/")
         }
         guard let client else {
             throw ExportError(source: argument, message: "an s3:// source needs AWS configuration")

@@ -60,6 +60,9 @@ public enum RejectReason: String, Sendable, CaseIterable, Codable {
     case itemTooLarge = "item_too_large"
     /// Same hem twice in a sorted export (reported by `ExportDiff`).
     case duplicateHem = "duplicate_hem"
+    /// vup_id longer than 1024 bytes: it is the sort key of the `hem-index` GSI, and DynamoDB
+    /// refuses a write whose index sort key passes 1024 bytes (the whole batch would fail).
+    case invalidVupID = "invalid_vup_id"
 }
 
 /// A rejected row. Never the email, never the raw row.

@@ -24,6 +24,8 @@ final class Gunzip {
     private var memberEnded = false
     /// The last inflate filled the output: zlib may hold more output without more input.
     private var outputPending = false
+    /// Only zero bytes may follow (padding after the last member).
+    private var inPadding = false
     private(set) var membersCompleted = 0
 
     init(outputSize: Int = 256 * 1024) throws(GunzipError) {
@@ -71,6 +73,12 @@ final class Gunzip {
         while stream.pointee.avail_in > 0 || outputPending {
             if memberEnded {
                 guard stream.pointee.avail_in > 0 else { return nil }
+                // Zero bytes after the last member are padding (some writers pad to a block);
+                // gzip -d ignores them too. Anything else must be the next member.
+                if stream.pointee.next_in.pointee == 0 || inPadding {
+                    try skipPadding()
+                    continue
+                }
                 inflateReset(stream)
                 memberEnded = false
             }
@@ -107,6 +115,18 @@ final class Gunzip {
             if rc == Z_BUF_ERROR { return nil }
         }
         return nil
+    }
+
+    /// Consumes zero padding after a member; a non-zero byte after padding is an error.
+    private func skipPadding() throws(GunzipError) {
+        inPadding = true
+        while stream.pointee.avail_in > 0 {
+            guard stream.pointee.next_in.pointee == 0 else {
+                throw GunzipError(message: "corrupt gzip data: bytes after the zero padding that ends the last member")
+            }
+            stream.pointee.next_in += 1
+            stream.pointee.avail_in -= 1
+        }
     }
 
     /// At the end of the input: throws when the last member was cut short.

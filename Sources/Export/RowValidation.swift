@@ -36,7 +36,8 @@ struct ColumnLayout {
             let key = name.lowercased()
             if Self.known.contains(key) {
                 if positions[key] != nil {
-                    throw ExportError(source: sourceName, line: 1, message: "column '\(key)' appears twice in the header")
+                    throw ExportError(
+                        source: sourceName, line: 1, message: "column '\(key)' appears twice in the header")
                 }
                 positions[key] = index
             } else if Self.isPrintableColumnName(name) {
@@ -83,6 +84,8 @@ struct RowValidator {
     static let itemLimit = 400 * 1024
     /// Room left for attributes the loader adds (e.g. `previous_vup_id`) when checking the limit.
     static let itemReserve = 1024
+    /// DynamoDB's limit for a sort key, which vup_id is in the `hem-index` GSI.
+    static let maxVupIDBytes = 1024
 
     let layout: ColumnLayout
     let sourceName: String
@@ -162,6 +165,7 @@ struct RowValidator {
 
         let vupID: String
         if let given = vup.value {
+            if given.utf8.count > Self.maxVupIDBytes { return reject(.invalidVupID, hem: hem, field: "vup_id") }
             if given.utf8.starts(with: "UNRESOLVED#".utf8) && given != ExportRow.sentinel(forHem: hem) {
                 return reject(.sentinelMismatch, hem: hem, field: "vup_id")
             }

@@ -25,7 +25,8 @@ final class CSVReadingTests: XCTestCase {
 
     func testCRLFLineEndingsAndByteOrderMark_areAccepted() async throws {
         let directory = try TemporaryDirectory()
-        let text = "\u{FEFF}" + [Synthetic.header, Synthetic.row(1), Synthetic.row(2)].joined(separator: "\r\n") + "\r\n"
+        let text =
+            "\u{FEFF}" + [Synthetic.header, Synthetic.row(1), Synthetic.row(2)].joined(separator: "\r\n") + "\r\n"
         let result = try await readBytes(Array(text.utf8), in: directory)
         XCTAssertNil(result.error)
         XCTAssertEqual(result.rows.map(\.hem), [Synthetic.hem(1), Synthetic.hem(2)])
@@ -145,5 +146,32 @@ final class CSVReadingTests: XCTestCase {
         XCTAssertEqual(result.rows.map(\.hem), (0..<100).map { Synthetic.hem($0) })
         XCTAssertEqual(result.bytesRead, Int64(Synthetic.csv(lines).count))
         XCTAssertEqual(result.totalBytes, result.bytesRead)
+    }
+
+    func testCRLFAndQuotedFields_acrossManyChunkBoundaries_parseTheSame() async throws {
+        // ~5 MB, so 256 KiB chunks cut through CRLF pairs, quotes and doubled quotes alike.
+        let directory = try TemporaryDirectory()
+        var text = Synthetic.header + "\r\n"
+        for i in 0..<30_000 {
+            text += "\"\(Synthetic.hem(i))\",vup-\(i),\"\(Synthetic.email(i))\",\"a,\"\"b\"\"\r\nc\",,"
+            text += "\"src \(i % 97)\",2026-11-25T10:00:00+01:00\r\n"
+        }
+        let url = directory.file("crlf.csv")
+        try Data(text.utf8).write(to: url)
+        for (name, bytes) in [("crlf.csv", Array(text.utf8)), ("crlf.csv.gz", try gzip(Array(text.utf8)))] {
+            try Data(bytes).write(to: directory.file(name))
+            let result = await readAll(.file(path: directory.file(name).path))
+            XCTAssertNil(result.error)
+            XCTAssertTrue(result.rejections.isEmpty)
+            XCTAssertEqual(result.rows.count, 30_000)
+            for (i, row) in result.rows.enumerated() where i % 1000 == 0 || i == 29_999 {
+                XCTAssertEqual(row.hem, Synthetic.hem(i))
+                XCTAssertEqual(row.domain, "a,\"b\"\r\nc")
+                XCTAssertEqual(row.source, "src \(i % 97)")
+                XCTAssertEqual(row.updatedAt, "2026-11-25T09:00:00Z")
+                XCTAssertEqual(row.line, 2 + 2 * i)
+            }
+            XCTAssertTrue(result.rows.allSatisfy { $0.domain == "a,\"b\"\r\nc" && $0.vupID.hasPrefix("vup-") })
+        }
     }
 }

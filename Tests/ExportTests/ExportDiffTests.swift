@@ -110,9 +110,13 @@ final class ExportDiffTests: XCTestCase {
         XCTAssertEqual(diff.unchanged, 1)
         // hem 2: only its rejection, never a removal; hem 3: removed.
         XCTAssertEqual(changes.count, 3, "\(changes)")
-        XCTAssertTrue(changes.contains(.rejected(RowRejection(
-            source: directory.file("day2.csv").path, line: 3, reason: .invalidTimestamp, hem: Synthetic.hem(2),
-            field: "updated_at"))))
+        XCTAssertTrue(
+            changes.contains(
+                .rejected(
+                    RowRejection(
+                        source: directory.file("day2.csv").path, line: 3, reason: .invalidTimestamp,
+                        hem: Synthetic.hem(2),
+                        field: "updated_at"))))
         XCTAssertTrue(changes.contains { if case .rejected(let r) = $0 { r.reason == .invalidHem } else { false } })
         XCTAssertFalse(changes.contains { if case .removed(let r) = $0 { r.hem == Synthetic.hem(2) } else { false } })
         XCTAssertTrue(changes.contains { if case .removed(let r) = $0 { r.hem == Synthetic.hem(3) } else { false } })
@@ -141,11 +145,32 @@ final class ExportDiffTests: XCTestCase {
         XCTAssertEqual(duplicate.line, 3)
     }
 
+    func testDuplicateHemInPrevious_isCounted_keepingTheFirst() async throws {
+        let previous = [Synthetic.row(1, vup: "vup-a"), Synthetic.row(1, vup: "vup-b"), Synthetic.row(2)]
+        let current = [Synthetic.row(1, vup: "vup-a"), Synthetic.row(2)]
+        let (changes, error, diff) = try await diff(previous, current)
+        XCTAssertNil(error)
+        XCTAssertTrue(changes.isEmpty, "\(changes)")
+        XCTAssertEqual(diff.unchanged, 2)
+        XCTAssertEqual(diff.previousRejected, 1)
+    }
+
+    func testRejectionWithoutHem_betweenSortedRows_doesNotBreakTheOrderCheck() async throws {
+        let previous = [Synthetic.row(1), Synthetic.row(3)]
+        let current = [Synthetic.row(1), "bad-hem,v,,,,,2026-11-25T10:00:00Z", Synthetic.row(2), Synthetic.row(3)]
+        let (changes, error, _) = try await diff(previous, current)
+        XCTAssertNil(error)
+        XCTAssertEqual(changes.count, 2, "\(changes)")
+        XCTAssertTrue(changes.contains { if case .added(let row) = $0 { row.hem == Synthetic.hem(2) } else { false } })
+    }
+
     func testOutOfOrderCurrent_throwsNamingSourceAndLine_beforeAnyLaterChange() async throws {
         let previous = (0..<10).map { Synthetic.row($0) }
         let current =
-            (0..<3).map { Synthetic.row($0, vup: "vup-new") } + [Synthetic.row(6, vup: "vup-new"),
-                Synthetic.row(4, vup: "vup-new")] + (7..<10).map { Synthetic.row($0, vup: "vup-new") }
+            (0..<3).map { Synthetic.row($0, vup: "vup-new") } + [
+                Synthetic.row(6, vup: "vup-new"),
+                Synthetic.row(4, vup: "vup-new"),
+            ] + (7..<10).map { Synthetic.row($0, vup: "vup-new") }
         for step in [1, 4096] {
             let (changes, error, _) = try await diff(previous, current, step: step)
             let failure = try XCTUnwrap(error)

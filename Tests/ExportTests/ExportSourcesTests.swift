@@ -15,7 +15,9 @@ final class ExportSourcesTests: XCTestCase {
         XCTAssertEqual(
             sources.map(\.location),
             ["part_000.gz", "part_001.gz", "part_002.gz", "other.txt"].map { .file(path: directory.file($0).path) })
-        XCTAssertEqual(sources.map(\.size), Array(repeating: Int64(Synthetic.csv([Synthetic.header, Synthetic.row(1)]).count), count: 4))
+        XCTAssertEqual(
+            sources.map(\.size),
+            Array(repeating: Int64(Synthetic.csv([Synthetic.header, Synthetic.row(1)]).count), count: 4))
     }
 
     func testMissingFile_throwsNamingIt() async throws {
@@ -90,7 +92,10 @@ final class S3ExportTests: XCTestCase {
         let sources = try await ExportSources.expand(["s3://\(bucket)/exports/day1/"], client: client)
         XCTAssertEqual(
             sources.map(\.location),
-            [.s3(bucket: bucket, key: "exports/day1/part_000.gz"), .s3(bucket: bucket, key: "exports/day1/part_001.csv")])
+            [
+                .s3(bucket: bucket, key: "exports/day1/part_000.gz"),
+                .s3(bucket: bucket, key: "exports/day1/part_001.csv"),
+            ])
         XCTAssertEqual(sources.map(\.size), [Int64(part1.count), Int64(part2.count)])
 
         var hems: [String] = []

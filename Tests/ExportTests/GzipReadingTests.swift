@@ -30,7 +30,8 @@ final class GzipReadingTests: XCTestCase {
     func testMultiMemberGzip_isReadToTheEnd() async throws {
         let directory = try TemporaryDirectory()
         // As `cat a.gz b.gz c.gz`: the header in the first member, rows spread over three.
-        let bytes = try gzip(lines(0..<5)) + gzip(lines(5..<4000, header: false)) + gzip(lines(4000..<4003, header: false))
+        let bytes =
+            try gzip(lines(0..<5)) + gzip(lines(5..<4000, header: false)) + gzip(lines(4000..<4003, header: false))
         let result = try await readBytes(bytes, named: "multi.gz", in: directory)
         XCTAssertNil(result.error)
         XCTAssertEqual(result.rows.map(\.hem), (0..<4003).map { Synthetic.hem($0) })
@@ -45,6 +46,19 @@ final class GzipReadingTests: XCTestCase {
         let result = try await readBytes(bytes, in: directory)
         XCTAssertEqual(result.rows.count, 3)
         XCTAssertTrue(result.rejections.isEmpty)
+    }
+
+    func testZeroPaddingAfterTheLastMember_isIgnored_butOtherTrailingBytesAreAnError() async throws {
+        let directory = try TemporaryDirectory()
+        let member = try gzip(lines(0..<10))
+        var result = try await readBytes(member + [UInt8](repeating: 0, count: 512), named: "padded.gz", in: directory)
+        XCTAssertNil(result.error)
+        XCTAssertEqual(result.rows.count, 10)
+        result = try await readBytes(member + [0, 0, 7], named: "junk.gz", in: directory)
+        XCTAssertNotNil(result.error)
+        result = try await readBytes(member + Array("garbage".utf8), named: "garbage.gz", in: directory)
+        let error = try XCTUnwrap(result.error)
+        XCTAssertTrue(error.description.contains("garbage.gz"), error.description)
     }
 
     func testTruncatedGzip_isAnErrorNamingTheSource() async throws {

@@ -57,7 +57,10 @@ final class RowValidationTests: XCTestCase {
 
     func testEmptyVupID_getsTheShardedSentinel() async throws {
         let hem = "ab" + String(Synthetic.hem(3).dropFirst(2))
-        let result = try await read(["\(hem),  ,,,,,2026-11-25T10:00:00Z", "\(hem.replacingOccurrences(of: "ab", with: "cd")),UNRESOLVED#cd,,,,,2026-11-25T10:00:00Z"])
+        let result = try await read([
+            "\(hem),  ,,,,,2026-11-25T10:00:00Z",
+            "\(hem.replacingOccurrences(of: "ab", with: "cd")),UNRESOLVED#cd,,,,,2026-11-25T10:00:00Z",
+        ])
         XCTAssertEqual(result.rows.map(\.vupID), ["UNRESOLVED#ab", "UNRESOLVED#cd"])
     }
 
@@ -66,6 +69,15 @@ final class RowValidationTests: XCTestCase {
         XCTAssertEqual(rejection.reason, .sentinelMismatch)
         XCTAssertEqual(rejection.hem, Synthetic.hem(1))
         XCTAssertEqual(rejection.field, "vup_id")
+    }
+
+    func testVupIDOver1024Bytes_isRejected_asInvalidVupID() async throws {
+        let long = String(repeating: "v", count: 1025)
+        let rejection = try await onlyRejection(["\(Synthetic.hem(1)),\(long),,,,,2026-11-25T10:00:00Z"])
+        XCTAssertEqual(rejection.reason, .invalidVupID)
+        XCTAssertEqual(rejection.field, "vup_id")
+        let result = try await read(["\(Synthetic.hem(1)),\(long.dropLast()),,,,,2026-11-25T10:00:00Z"])
+        XCTAssertEqual(result.rows.count, 1)
     }
 
     func testMissingUpdatedAt_isRejected() async throws {
@@ -85,9 +97,11 @@ final class RowValidationTests: XCTestCase {
     }
 
     func testUnparsableTimestamps_areRejected() async throws {
-        for value in ["yesterday", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-25T24:00:00Z",
-            "2026-11-25T10:00:00+2500", "2026-11-25T10:00Z", "2026-11-25T10:00:00Zjunk", "2026-11-25"]
-        {
+        for value in [
+            "yesterday", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-25T24:00:00Z",
+            "2026-11-25T10:00:00+2500", "2026-11-25T10:00Z", "2026-11-25T10:00:00Zjunk", "2026-11-25",
+            "9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00", "2026-11-25T10:00:60Z",
+        ] {
             let rejection = try await onlyRejection(["\(Synthetic.hem(1)),vup-1,,,,,\(value)"])
             XCTAssertEqual(rejection.reason, .invalidTimestamp, value)
         }
@@ -155,21 +169,27 @@ final class RowValidationTests: XCTestCase {
 
     func testEveryRejectReasonText_isFreeOfEmails() async throws {
         // readAll asserts it for every rejection; this makes one of each reason at once.
-        var bytes = Array(Synthetic.csv([
-            Synthetic.header,
-            "nothex,v,a@example.invalid,,,,2026-11-25T10:00:00Z",
-            "\(Synthetic.hem(1)),UNRESOLVED#zz,b@example.invalid,,,,2026-11-25T10:00:00Z",
-            "\(Synthetic.hem(2)),v,c@example.invalid,,,,2026-11-25T10:00:00",
-            "\(Synthetic.hem(3)),v,d@example.invalid,,,,",
-            "\(Synthetic.hem(4)),v,e@example.invalid,,,",
-            "\(Synthetic.hem(5)),v,f@example.invalid,,,\(String(repeating: "z", count: 410_000)),2026-11-25T10:00:00Z",
-        ]))
-        bytes += Array("\(Synthetic.hem(6)),v,g@example.invalid,\u{1}".utf8) + [0xc3] + Array(",,,2026-11-25T10:00:00Z\n".utf8)
+        var bytes = Array(
+            Synthetic.csv([
+                Synthetic.header,
+                "nothex,v,a@example.invalid,,,,2026-11-25T10:00:00Z",
+                "\(Synthetic.hem(1)),UNRESOLVED#zz,b@example.invalid,,,,2026-11-25T10:00:00Z",
+                "\(Synthetic.hem(2)),v,c@example.invalid,,,,2026-11-25T10:00:00",
+                "\(Synthetic.hem(3)),v,d@example.invalid,,,,",
+                "\(Synthetic.hem(4)),v,e@example.invalid,,,",
+                "\(Synthetic.hem(5)),v,f@example.invalid,,,\(String(repeating: "z", count: 410_000)),2026-11-25T10:00:00Z",
+                "\(Synthetic.hem(7)),\(String(repeating: "v", count: 2000)),h@example.invalid,,,,2026-11-25T10:00:00Z",
+            ]))
+        bytes +=
+            Array("\(Synthetic.hem(6)),v,g@example.invalid,\u{1}".utf8) + [0xc3]
+            + Array(",,,2026-11-25T10:00:00Z\n".utf8)
         let directory = try TemporaryDirectory()
         let result = try await readBytes(bytes, in: directory)
         XCTAssertEqual(
             Set(result.rejections.map(\.reason)),
-            [.invalidHem, .sentinelMismatch, .invalidTimestamp, .missingUpdatedAt, .fieldCount, .itemTooLarge,
-                .invalidUTF8])
+            [
+                .invalidHem, .sentinelMismatch, .invalidTimestamp, .missingUpdatedAt, .fieldCount, .itemTooLarge,
+                .invalidUTF8, .invalidVupID,
+            ])
     }
 }
