@@ -73,11 +73,14 @@ public final class TableWriter: Sendable {
             let response = try await call("BatchWriteItem", RequestBodies.batchWrite(table: table, remaining), &stats)
             let unprocessed = unprocessedKeys(response)
             var next: [WriteOperation] = []
-            if !unprocessed.isEmpty {
-                for operation in remaining where unprocessed.contains(operation.key) { next.append(operation) }
-            }
-            for operation in remaining where next.isEmpty || !unprocessed.contains(operation.key) {
-                if case .delete = operation { stats.deletes += 1 } else { stats.puts += 1 }
+            for i in remaining.indices {
+                if !unprocessed.isEmpty && unprocessed.contains(remaining[i].key) {
+                    next.append(remaining[i])
+                } else if remaining[i].isDelete {
+                    stats.deletes += 1
+                } else {
+                    stats.puts += 1
+                }
             }
             if next.isEmpty {
                 concurrency.succeeded()

@@ -17,6 +17,11 @@ public enum WriteOperation: Sendable {
         }
     }
 
+    public var isDelete: Bool {
+        if case .delete = self { return true }
+        return false
+    }
+
     public var line: Int {
         switch self {
         case .put(let row), .move(_, let row): return row.line
