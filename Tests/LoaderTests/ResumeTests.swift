@@ -76,6 +76,46 @@ final class ResumeTests: XCTestCase {
     }
 }
 
+extension ResumeTests {
+    func testIncrementalLoad_failingPartWay_rerunWritesOnlyHemsPastTheMark() async throws {
+        let dir = try TemporaryDirectory()
+        var day1 = "hem,vup_id,updated_at\n"
+        var day2 = "hem,vup_id,updated_at\n"
+        var all: [String] = []
+        for i in 0..<600 {
+            let hem = String(format: "%032x", i)
+            all.append(hem)
+            day1 += "\(hem),,2026-11-24T06:00:00Z\n"
+            day2 += "\(hem),,2026-11-25T06:00:00Z\n"  // every row changed: 600 puts
+        }
+        try day1.write(toFile: dir.file("day1.csv").path, atomically: true, encoding: .utf8)
+        try day2.write(toFile: dir.file("day2.csv").path, atomically: true, encoding: .utf8)
+        let current = ExportLocation.file(path: dir.file("day2.csv").path)
+        let previous = ExportLocation.file(path: dir.file("day1.csv").path)
+        let checkpointPath = dir.file("ckpt").path
+        let options = LoadOptions(table: "t", concurrency: 1, chunkSize: 100, checkpointInterval: 3600)
+
+        let first = Recorder()
+        let failing = try server(accepting: 10, into: first)
+        let loader = Loader(client: try client(failing), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
+        do {
+            _ = try await loader.load(current, size: nil, previous: previous, client: nil)
+            XCTFail("the load should fail when access is denied")
+        } catch is LoadError {}
+        let key = current.description + " since " + previous.description
+        let mark = try CheckpointFile(path: checkpointPath).progress(for: key, size: nil)
+        guard case .hem(let hem) = mark else { return XCTFail("a hem mark is recorded, got \(String(describing: mark))") }
+
+        let second = Recorder()
+        let working = try server(accepting: .max, into: second)
+        let rerun = Loader(client: try client(working), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
+        let summary = try await rerun.load(current, size: nil, previous: previous, client: nil)
+        XCTAssertEqual(second.hems.withLock { $0 }, all.filter { $0 > hem }, "the rerun writes exactly the hems past the mark")
+        XCTAssertEqual(summary.skippedByCheckpoint, all.filter { $0 <= hem }.count)
+        XCTAssertEqual(Set(first.hems.withLock { $0 } + second.hems.withLock { $0 }), Set(all))
+    }
+}
+
 /// Hems the scripted server accepted, in arrival order.
 final class Recorder: Sendable {
     let hems = Mutex<[String]>([])
