@@ -12,6 +12,8 @@ public final class AWSClient: Sendable {
     let quota: RetryQuota
     private let counters = Mutex(AWSClientMetrics())
     let pool: CurlThreadPool
+    let dynamoDBSigner: JSONRequestSigner
+    let streamsSigner: JSONRequestSigner
 
     public init(
         configuration: AWSConfiguration, retryPolicy: RetryPolicy = .standard,
@@ -22,6 +24,12 @@ public final class AWSClient: Sendable {
         self.logger = logger
         self.quota = RetryQuota(capacity: retryPolicy.quotaCapacity)
         self.pool = CurlThreadPool.shared
+        self.dynamoDBSigner = JSONRequestSigner(
+            endpoint: configuration.endpoint(for: .dynamoDB), region: configuration.signingRegion(for: .dynamoDB),
+            service: AWSService.dynamoDB.signingName)
+        self.streamsSigner = JSONRequestSigner(
+            endpoint: configuration.endpoint(for: .dynamoDBStreams),
+            region: configuration.signingRegion(for: .dynamoDBStreams), service: AWSService.dynamoDBStreams.signingName)
     }
 
     /// Counters since the client was made: HTTP attempts, retries, throttled answers.
@@ -54,11 +62,20 @@ public final class AWSClient: Sendable {
             .dynamoDBStreams, target: "DynamoDBStreams_20120810." + operation, operation: operation, body: body)
     }
 
+    /// Signed on bytes by the service's JSONRequestSigner (the loader's hot path).
     func jsonCall(_ service: AWSService, target: String, operation: String, body: [UInt8]) async throws -> [UInt8] {
-        let call = Call(
-            service: service, operation: operation, method: "POST", path: "/", query: [],
-            headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", target)], body: body)
-        return try await send(call).body
+        let signer = service == .dynamoDBStreams ? streamsSigner : dynamoDBSigner
+        return try await withRetries(service: service, operation: operation) { attempt in
+            let credentials = try await self.credentials(service: service, operation: operation)
+            let block = signer.headerBlock(
+                target: target, contentType: "application/x-amz-json-1.0", body: body, credentials: credentials,
+                now: AmzDate.now())
+            let request = HTTPRequest(
+                method: "POST", url: signer.url, headers: [], body: body,
+                connectTimeout: self.configuration.connectTimeout, timeout: self.configuration.requestTimeout,
+                headerBlock: block)
+            return try await self.perform(request, service: service, operation: operation).body
+        }
     }
 
     func parseJSONResponse(_ bytes: [UInt8], service: AWSService, operation: String) throws -> JSON {
@@ -133,24 +150,33 @@ public final class AWSClient: Sendable {
         return try await withRetries(call) { attempt in
             let credentials = try await self.credentialsFor(call)
             let request = self.prepare(call, credentials: credentials, payloadHash: payloadHash, date: Date())
-            let response: HTTPResponse
-            switch await self.pool.perform(request) {
-            case .success(let r): response = r
-            case .failure(let error): throw error.awsError(service: call.service, operation: call.operation)
-            }
-            if (200..<300).contains(response.status) { return response }
-            throw ErrorDecoder.decode(
-                status: response.status, headers: response.headers, body: response.body, service: call.service,
-                operation: call.operation)
+            return try await self.perform(request, service: call.service, operation: call.operation)
         }
     }
 
+    /// One attempt: the response when it is 2xx, else the decoded error.
+    func perform(_ request: HTTPRequest, service: AWSService, operation: String) async throws -> HTTPResponse {
+        let response: HTTPResponse
+        switch await pool.perform(request) {
+        case .success(let r): response = r
+        case .failure(let error): throw error.awsError(service: service, operation: operation)
+        }
+        if (200..<300).contains(response.status) { return response }
+        throw ErrorDecoder.decode(
+            status: response.status, headers: response.headers, body: response.body, service: service,
+            operation: operation)
+    }
+
     func credentialsFor(_ call: Call) async throws -> AWSCredentials {
+        try await credentials(service: call.service, operation: call.operation)
+    }
+
+    func credentials(service: AWSService, operation: String) async throws -> AWSCredentials {
         do {
             return try await configuration.credentials.credentials()
         } catch var error as AWSError {
-            error.service = call.service
-            error.operation = call.operation
+            error.service = service
+            error.operation = operation
             throw error
         }
     }
@@ -158,6 +184,12 @@ public final class AWSClient: Sendable {
     /// Runs `attempt` until it succeeds, fails with a non-retryable error, runs out of
     /// attempts, or the retry quota is empty.
     func withRetries<T: Sendable>(_ call: Call, _ attempt: @Sendable (Int) async throws -> T) async throws -> T {
+        try await withRetries(service: call.service, operation: call.operation, attempt)
+    }
+
+    func withRetries<T: Sendable>(
+        service: AWSService, operation: String, _ attempt: @Sendable (Int) async throws -> T
+    ) async throws -> T {
         var number = 1
         var costTaken = 0
         while true {
@@ -177,7 +209,7 @@ public final class AWSClient: Sendable {
             guard quota.acquire(cost) else {
                 logger.debug(
                     "retry quota exhausted; not retrying",
-                    metadata: ["service": "\(call.service.displayName)", "operation": "\(call.operation)"])
+                    metadata: ["service": "\(service.displayName)", "operation": "\(operation)"])
                 throw failure
             }
             costTaken += cost
@@ -186,7 +218,7 @@ public final class AWSClient: Sendable {
             logger.debug(
                 "retrying AWS call",
                 metadata: [
-                    "service": "\(call.service.displayName)", "operation": "\(call.operation)",
+                    "service": "\(service.displayName)", "operation": "\(operation)",
                     "error": "\(failure.code ?? failure.kindName)", "attempt": "\(number)",
                     "delay_ms": "\(Int(delay * 1000))",
                 ])

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import JSON
 
 /// An access key pair, with a session token and expiry for temporary credentials.
@@ -39,6 +40,9 @@ public final class CredentialChain: Sendable {
     /// Why a source was skipped (configuration problems), reported if nothing works.
     let notes: [String]
     private let cache = CredentialCache()
+    /// The cache's answer and until when (seconds since 1970) it needs no refresh: read under
+    /// a lock, so a call skips the actor hop while the credentials are fresh.
+    private let fresh = Mutex<(credentials: AWSCredentials, until: Int)?>(nil)
 
     /// A chain of one: fixed credentials.
     public init(credentials: AWSCredentials) {
@@ -81,7 +85,15 @@ public final class CredentialChain: Sendable {
 
     /// Current credentials, fetched on first use and refreshed before they expire.
     public func credentials() async throws -> AWSCredentials {
-        try await cache.get { [sources, notes] in try await CredentialChain.load(sources: sources, notes: notes) }
+        let now = time(nil)
+        if let known = fresh.withLock({ $0 }), now < known.until { return known.credentials }
+        let credentials = try await cache.get { [sources, notes] in
+            try await CredentialChain.load(sources: sources, notes: notes)
+        }
+        let until =
+            credentials.expiration.map { Int($0.timeIntervalSince1970 - CredentialCache.refreshMargin) } ?? Int.max
+        fresh.withLock { $0 = (credentials, until) }
+        return credentials
     }
 
     /// Which source answered last (for logs), e.g. "environment".

@@ -9,6 +9,30 @@ public struct HTTPHeaders: Sendable {
     public private(set) var fields: [(name: String, value: String)] = []
     public init() {}
     public init(_ pairs: [(String, String)]) { for (n, v) in pairs { add(n, v) } }
+
+    /// Parses raw "Name: value" lines (CRLF or LF); lines without a colon are skipped.
+    init(raw: [UInt8]) {
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0A }
+        var start = 0
+        while start < raw.count {
+            var end = start
+            while end < raw.count && raw[end] != 0x0A { end += 1 }
+            if let colon = raw[start..<end].firstIndex(of: 0x3A) {
+                var nameEnd = colon
+                var nameStart = start
+                while nameStart < nameEnd && isSpace(raw[nameStart]) { nameStart += 1 }
+                while nameEnd > nameStart && isSpace(raw[nameEnd - 1]) { nameEnd -= 1 }
+                var valueStart = colon + 1
+                var valueEnd = end
+                while valueStart < valueEnd && isSpace(raw[valueStart]) { valueStart += 1 }
+                while valueEnd > valueStart && isSpace(raw[valueEnd - 1]) { valueEnd -= 1 }
+                add(
+                    String(decoding: raw[nameStart..<nameEnd], as: UTF8.self),
+                    String(decoding: raw[valueStart..<valueEnd], as: UTF8.self))
+            }
+            start = end + 1
+        }
+    }
     mutating func add(_ name: String, _ value: String) { fields.append((name.lowercased(), value)) }
     mutating func removeAll() { fields.removeAll() }
     public subscript(_ name: String) -> String? {
@@ -27,12 +51,17 @@ struct HTTPRequest: Sendable {
     var connectTimeout: Double
     /// Whole-request limit in seconds; 0 means none (streamed downloads use a low-speed limit).
     var timeout: Double
+    /// When not empty, replaces `headers`: complete "Name: value" lines, each NUL-terminated
+    /// (the signed hot path builds them in one buffer, so curl gets them without copies).
+    var headerBlock: [UInt8] = []
 }
 
 struct HTTPResponse: Sendable {
     var status: Int
-    var headers: HTTPHeaders
+    /// The final block's header lines as received; `headers` parses them on demand.
+    var rawHeaders: [UInt8]
     var body: [UInt8]
+    var headers: HTTPHeaders { HTTPHeaders(raw: rawHeaders) }
 }
 
 /// A failure below HTTP: curl's code and text, with the endpoint it was talking to.
@@ -149,7 +178,7 @@ final class CurlThreadPool: Sendable {
                 let outcome = easy.perform(request, sink: sink)
                 switch outcome {
                 case .success(let status):
-                    continuation.resume(returning: .success(HTTPResponse(status: status, headers: sink.headers, body: sink.body)))
+                    continuation.resume(returning: .success(HTTPResponse(status: status, rawHeaders: sink.rawHeaders, body: sink.body)))
                 case .failure(let error):
                     continuation.resume(returning: .failure(error))
                 }
@@ -165,24 +194,40 @@ enum CurlGlobal {
     static func initialize() { _ = once }
 }
 
-/// Receives what curl reads: header lines and body bytes.
+/// Receives what curl reads: header lines and body bytes. Header lines are kept as raw bytes
+/// and parsed only when someone asks (`headers`): the hot path needs just the status.
 class ResponseSink {
-    var headers = HTTPHeaders()
+    /// Header lines of the current response block (after its status line), CRLF-terminated.
+    var rawHeaders: [UInt8] = []
     /// Status of the response whose headers are being read (from the status line).
     var status = 0
-    func headerLine(_ line: String) -> Bool {
-        if line.hasPrefix("HTTP/") {
-            headers.removeAll()
-            let parts = line.split(separator: " ", maxSplits: 2)
-            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
-        } else if let colon = line.firstIndex(of: ":") {
-            let name = line[..<colon].trimmingCharacters(in: .whitespaces)
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-            headers.add(name, value)
-        } else if line.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            return headersComplete()
+    /// The current block's headers, parsed now.
+    var headers: HTTPHeaders { HTTPHeaders(raw: rawHeaders) }
+
+    func headerLine(_ line: UnsafeRawBufferPointer) -> Bool {
+        if line.count >= 5 && line[0] == 0x48 && line[1] == 0x54 && line[2] == 0x54 && line[3] == 0x50
+            && line[4] == 0x2F
+        {
+            // "HTTP/1.1 200 OK": a new block (1xx interim answers come before the final one).
+            rawHeaders.removeAll(keepingCapacity: true)
+            var i = 5
+            while i < line.count && line[i] != 0x20 { i += 1 }
+            while i < line.count && line[i] == 0x20 { i += 1 }
+            var code = 0
+            var digits = 0
+            while i < line.count, line[i] >= 0x30, line[i] <= 0x39, digits < 3 {
+                code = code * 10 + Int(line[i] &- 0x30)
+                i += 1
+                digits += 1
+            }
+            status = code
+            return true
         }
-        return true
+        if line.contains(where: { $0 != 0x0D && $0 != 0x0A && $0 != 0x20 && $0 != 0x09 }) {
+            rawHeaders.append(contentsOf: line)
+            return true
+        }
+        return headersComplete()
     }
     /// End of a header block; return false to abort the transfer.
     func headersComplete() -> Bool { true }
@@ -209,8 +254,7 @@ private func curlHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ cou
     guard let context, let data else { return 0 }
     let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
     let n = size * count
-    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
-    return sink.headerLine(line) ? n : 0
+    return sink.headerLine(UnsafeRawBufferPointer(start: data, count: n)) ? n : 0
 }
 
 /// One curl easy handle, used by exactly one pool thread for its whole life (so it is
@@ -220,6 +264,13 @@ final class CurlEasy {
     private let handle: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private let emptyBody: UnsafeMutablePointer<CChar>
+    /// Our own curl_slist nodes for `headerBlock` requests (curl only reads the list).
+    private let nodes: UnsafeMutablePointer<curl_slist>
+    private static let nodeCapacity = 32
+    private let expectLine: UnsafeMutablePointer<CChar>
+    /// The previous request was a plain POST with a timeout: every option a next such request
+    /// needs is set again anyway, so curl_easy_reset can be skipped.
+    private var lastWasPlainPost = false
 
     init() {
         CurlGlobal.initialize()
@@ -229,21 +280,48 @@ final class CurlEasy {
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
         emptyBody = .allocate(capacity: 1)
         emptyBody.initialize(to: 0)
+        nodes = .allocate(capacity: CurlEasy.nodeCapacity)
+        nodes.initialize(repeating: curl_slist(data: nil, next: nil), count: CurlEasy.nodeCapacity)
+        expectLine = strdup("Expect:")
     }
 
     deinit {
         curl_easy_cleanup(handle)
         errorBuffer.deallocate()
         emptyBody.deallocate()
+        nodes.deallocate()
+        free(expectLine)
+    }
+
+    /// Links `nodes` to the NUL-terminated lines of `block`, then "Expect:"; nil when the
+    /// block has more lines than nodes.
+    private func linkNodes(_ block: UnsafeRawBufferPointer) -> UnsafeMutablePointer<curl_slist>? {
+        guard let base = block.baseAddress else { return nil }
+        var count = 0
+        var start = 0
+        for i in 0..<block.count where block[i] == 0 {
+            guard count < CurlEasy.nodeCapacity - 1 else { return nil }
+            nodes[count].data = UnsafeMutablePointer(mutating: (base + start).assumingMemoryBound(to: CChar.self))
+            nodes[count].next = nodes + count + 1
+            count += 1
+            start = i + 1
+        }
+        nodes[count].data = expectLine
+        nodes[count].next = nil
+        return nodes
     }
 
     func perform(_ request: HTTPRequest, sink: ResponseSink) -> Result<Int, TransportError> {
-        curl_easy_reset(handle)
+        let plainPost = request.method == "POST" && request.timeout > 0
+        if !(plainPost && lastWasPlainPost) {
+            curl_easy_reset(handle)
+            hs_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+            hs_setopt_ptr(handle, CURLOPT_ERRORBUFFER, errorBuffer)
+            hs_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
+        }
+        lastWasPlainPost = false
         errorBuffer[0] = 0
-        hs_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
-        hs_setopt_ptr(handle, CURLOPT_ERRORBUFFER, errorBuffer)
         hs_setopt_str(handle, CURLOPT_URL, request.url)
-        hs_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
         hs_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, max(1, Int(request.connectTimeout * 1000)))
         if request.timeout > 0 {
             hs_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout * 1000))
@@ -253,36 +331,49 @@ final class CurlEasy {
             hs_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, 120)
         }
         var slist: UnsafeMutablePointer<curl_slist>? = nil
-        for (name, value) in request.headers {
-            slist = curl_slist_append(slist, "\(name): \(value)")
+        if request.headerBlock.isEmpty {
+            for (name, value) in request.headers {
+                slist = curl_slist_append(slist, "\(name): \(value)")
+            }
+            slist = curl_slist_append(slist, "Expect:")
         }
-        slist = curl_slist_append(slist, "Expect:")
         defer { curl_slist_free_all(slist) }
-        hs_setopt_slist(handle, CURLOPT_HTTPHEADER, slist)
 
         let context = Unmanaged.passUnretained(sink).toOpaque()
         hs_setopt_writefn(handle, curlWrite, context)
         hs_setopt_headerfn(handle, curlHeader, context)
 
         let code: CURLcode = withExtendedLifetime(sink) {
-            request.body.withUnsafeBytes { body -> CURLcode in
-                switch request.method {
-                case "GET":
-                    hs_setopt_long(handle, CURLOPT_HTTPGET, 1)
-                case "HEAD":
-                    hs_setopt_long(handle, CURLOPT_NOBODY, 1)
-                default:
-                    if request.method != "POST" {
-                        hs_setopt_str(handle, CURLOPT_CUSTOMREQUEST, request.method)
-                    }
-                    let pointer = body.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
-                        ?? UnsafeMutableRawPointer(emptyBody)
-                    hs_setopt_ptr(handle, CURLOPT_POSTFIELDS, pointer)
-                    hs_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
+            request.headerBlock.withUnsafeBytes { block -> CURLcode in
+                if !request.headerBlock.isEmpty {
+                    guard let linked = linkNodes(block) else { return CURLE_BAD_FUNCTION_ARGUMENT }
+                    hs_setopt_slist(handle, CURLOPT_HTTPHEADER, linked)
+                } else {
+                    hs_setopt_slist(handle, CURLOPT_HTTPHEADER, slist)
                 }
-                return curl_easy_perform(handle)
+                return request.body.withUnsafeBytes { body -> CURLcode in
+                    switch request.method {
+                    case "GET":
+                        hs_setopt_long(handle, CURLOPT_HTTPGET, 1)
+                    case "HEAD":
+                        hs_setopt_long(handle, CURLOPT_NOBODY, 1)
+                    default:
+                        if request.method != "POST" {
+                            hs_setopt_str(handle, CURLOPT_CUSTOMREQUEST, request.method)
+                        }
+                        let pointer = body.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
+                            ?? UnsafeMutableRawPointer(emptyBody)
+                        hs_setopt_ptr(handle, CURLOPT_POSTFIELDS, pointer)
+                        hs_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
+                    }
+                    let code = curl_easy_perform(handle)
+                    // The list points into this request's memory: never leave it set.
+                    hs_setopt_slist(handle, CURLOPT_HTTPHEADER, nil)
+                    return code
+                }
             }
         }
+        lastWasPlainPost = plainPost
         if code != CURLE_OK {
             var message = String(cString: errorBuffer)
             switch code {
