@@ -170,20 +170,9 @@ final class CurlThreadPool: Sendable {
         }
     }
 
-    /// Performs a buffered request off the cooperative pool.
+    /// Performs a buffered request off the cooperative pool (on the curl multi loop).
     func perform(_ request: HTTPRequest) async -> Result<HTTPResponse, TransportError> {
-        await withCheckedContinuation { continuation in
-            submit { easy in
-                let sink = BufferSink()
-                let outcome = easy.perform(request, sink: sink)
-                switch outcome {
-                case .success(let status):
-                    continuation.resume(returning: .success(HTTPResponse(status: status, rawHeaders: sink.rawHeaders, body: sink.body)))
-                case .failure(let error):
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-        }
+        await CurlMultiLoop.shared.perform(request)
     }
 }
 
@@ -257,20 +246,25 @@ private func curlHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ cou
     return sink.headerLine(UnsafeRawBufferPointer(start: data, count: n)) ? n : 0
 }
 
-/// One curl easy handle, used by exactly one pool thread for its whole life (so it is
-/// never shared and needs no lock). `curl_easy_reset` between requests keeps the
-/// handle's connection cache, which is what makes connections reusable.
+/// One curl easy handle, used by one thread at a time (a pool thread for its whole life, or
+/// the multi loop). `prepare` copies the body and header lines into buffers the handle owns
+/// and reuses, so they stay valid however the transfer is driven; `finish` reads the outcome.
+/// Skipping curl_easy_reset between plain POSTs keeps the settings that never change.
 final class CurlEasy {
-    private let handle: UnsafeMutableRawPointer
+    let handle: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>
-    private let emptyBody: UnsafeMutablePointer<CChar>
-    /// Our own curl_slist nodes for `headerBlock` requests (curl only reads the list).
+    /// Our own curl_slist nodes for the header lines (curl only reads the list).
     private let nodes: UnsafeMutablePointer<curl_slist>
     private static let nodeCapacity = 32
     private let expectLine: UnsafeMutablePointer<CChar>
+    private var body: UnsafeMutableRawPointer
+    private var bodyCapacity = 0
+    private var lines: UnsafeMutableRawPointer
+    private var linesCapacity = 0
     /// The previous request was a plain POST with a timeout: every option a next such request
     /// needs is set again anyway, so curl_easy_reset can be skipped.
     private var lastWasPlainPost = false
+    private var endpoint = ""
 
     init() {
         CurlGlobal.initialize()
@@ -278,30 +272,48 @@ final class CurlEasy {
         handle = h
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
-        emptyBody = .allocate(capacity: 1)
-        emptyBody.initialize(to: 0)
         nodes = .allocate(capacity: CurlEasy.nodeCapacity)
         nodes.initialize(repeating: curl_slist(data: nil, next: nil), count: CurlEasy.nodeCapacity)
         expectLine = strdup("Expect:")
+        body = .allocate(byteCount: 1, alignment: 16)
+        lines = .allocate(byteCount: 1, alignment: 16)
     }
 
     deinit {
         curl_easy_cleanup(handle)
         errorBuffer.deallocate()
-        emptyBody.deallocate()
         nodes.deallocate()
         free(expectLine)
+        body.deallocate()
+        lines.deallocate()
     }
 
-    /// Links `nodes` to the NUL-terminated lines of `block`, then "Expect:"; nil when the
-    /// block has more lines than nodes.
-    private func linkNodes(_ block: UnsafeRawBufferPointer) -> UnsafeMutablePointer<curl_slist>? {
-        guard let base = block.baseAddress else { return nil }
+    private static func ensure(_ buffer: inout UnsafeMutableRawPointer, _ capacity: inout Int, _ count: Int) {
+        if count <= capacity { return }
+        buffer.deallocate()
+        capacity = max(count, capacity * 2)
+        buffer = .allocate(byteCount: capacity, alignment: 16)
+    }
+
+    /// Copies the header lines (the request's block, or its pairs rendered) and links `nodes`
+    /// to them, then "Expect:"; nil when there are more lines than nodes.
+    private func linkHeaders(_ request: HTTPRequest) -> UnsafeMutablePointer<curl_slist>? {
+        var block = request.headerBlock
+        if block.isEmpty {
+            for (name, value) in request.headers {
+                block.append(contentsOf: name.utf8)
+                block.append(contentsOf: ": ".utf8)
+                block.append(contentsOf: value.utf8)
+                block.append(0)
+            }
+        }
+        CurlEasy.ensure(&lines, &linesCapacity, block.count)
+        block.withUnsafeBytes { lines.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         var count = 0
         var start = 0
         for i in 0..<block.count where block[i] == 0 {
             guard count < CurlEasy.nodeCapacity - 1 else { return nil }
-            nodes[count].data = UnsafeMutablePointer(mutating: (base + start).assumingMemoryBound(to: CChar.self))
+            nodes[count].data = (lines + start).assumingMemoryBound(to: CChar.self)
             nodes[count].next = nodes + count + 1
             count += 1
             start = i + 1
@@ -311,7 +323,8 @@ final class CurlEasy {
         return nodes
     }
 
-    func perform(_ request: HTTPRequest, sink: ResponseSink) -> Result<Int, TransportError> {
+    /// Sets the handle up for one request; false (with a reason) when it cannot be sent.
+    func prepare(_ request: HTTPRequest, sink: ResponseSink) -> TransportError? {
         let plainPost = request.method == "POST" && request.timeout > 0
         if !(plainPost && lastWasPlainPost) {
             curl_easy_reset(handle)
@@ -319,7 +332,8 @@ final class CurlEasy {
             hs_setopt_ptr(handle, CURLOPT_ERRORBUFFER, errorBuffer)
             hs_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
         }
-        lastWasPlainPost = false
+        lastWasPlainPost = plainPost
+        endpoint = request.url
         errorBuffer[0] = 0
         hs_setopt_str(handle, CURLOPT_URL, request.url)
         hs_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, max(1, Int(request.connectTimeout * 1000)))
@@ -330,51 +344,41 @@ final class CurlEasy {
             hs_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1)
             hs_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, 120)
         }
-        var slist: UnsafeMutablePointer<curl_slist>? = nil
-        if request.headerBlock.isEmpty {
-            for (name, value) in request.headers {
-                slist = curl_slist_append(slist, "\(name): \(value)")
-            }
-            slist = curl_slist_append(slist, "Expect:")
+        guard let headers = linkHeaders(request) else {
+            lastWasPlainPost = false
+            return TransportError(
+                curlCode: Int(CURLE_BAD_FUNCTION_ARGUMENT.rawValue), message: "too many request headers",
+                endpoint: endpointOf(request.url))
         }
-        defer { curl_slist_free_all(slist) }
+        hs_setopt_slist(handle, CURLOPT_HTTPHEADER, headers)
 
         let context = Unmanaged.passUnretained(sink).toOpaque()
         hs_setopt_writefn(handle, curlWrite, context)
         hs_setopt_headerfn(handle, curlHeader, context)
 
-        let code: CURLcode = withExtendedLifetime(sink) {
-            request.headerBlock.withUnsafeBytes { block -> CURLcode in
-                if !request.headerBlock.isEmpty {
-                    guard let linked = linkNodes(block) else { return CURLE_BAD_FUNCTION_ARGUMENT }
-                    hs_setopt_slist(handle, CURLOPT_HTTPHEADER, linked)
-                } else {
-                    hs_setopt_slist(handle, CURLOPT_HTTPHEADER, slist)
-                }
-                return request.body.withUnsafeBytes { body -> CURLcode in
-                    switch request.method {
-                    case "GET":
-                        hs_setopt_long(handle, CURLOPT_HTTPGET, 1)
-                    case "HEAD":
-                        hs_setopt_long(handle, CURLOPT_NOBODY, 1)
-                    default:
-                        if request.method != "POST" {
-                            hs_setopt_str(handle, CURLOPT_CUSTOMREQUEST, request.method)
-                        }
-                        let pointer = body.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
-                            ?? UnsafeMutableRawPointer(emptyBody)
-                        hs_setopt_ptr(handle, CURLOPT_POSTFIELDS, pointer)
-                        hs_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
-                    }
-                    let code = curl_easy_perform(handle)
-                    // The list points into this request's memory: never leave it set.
-                    hs_setopt_slist(handle, CURLOPT_HTTPHEADER, nil)
-                    return code
-                }
+        switch request.method {
+        case "GET":
+            hs_setopt_long(handle, CURLOPT_HTTPGET, 1)
+        case "HEAD":
+            hs_setopt_long(handle, CURLOPT_NOBODY, 1)
+        default:
+            if request.method != "POST" {
+                hs_setopt_str(handle, CURLOPT_CUSTOMREQUEST, request.method)
             }
+            CurlEasy.ensure(&body, &bodyCapacity, request.body.count)
+            request.body.withUnsafeBytes { bytes in
+                if let base = bytes.baseAddress { body.copyMemory(from: base, byteCount: bytes.count) }
+            }
+            hs_setopt_ptr(handle, CURLOPT_POSTFIELDS, body)
+            hs_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count))
         }
-        lastWasPlainPost = plainPost
+        return nil
+    }
+
+    /// The outcome of the transfer `prepare` set up, once curl reports `code` for it.
+    func finish(_ code: CURLcode) -> Result<Int, TransportError> {
         if code != CURLE_OK {
+            lastWasPlainPost = false
             var message = String(cString: errorBuffer)
             switch code {
             case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
@@ -382,10 +386,17 @@ final class CurlEasy {
             default:
                 if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
             }
-            return .failure(TransportError(curlCode: Int(code.rawValue), message: message, endpoint: endpointOf(request.url)))
+            return .failure(TransportError(curlCode: Int(code.rawValue), message: message, endpoint: endpointOf(endpoint)))
         }
         var status = 0
         hs_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         return .success(status)
+    }
+
+    /// Runs one request to the end on the calling thread.
+    func perform(_ request: HTTPRequest, sink: ResponseSink) -> Result<Int, TransportError> {
+        if let error = prepare(request, sink: sink) { return .failure(error) }
+        let code = withExtendedLifetime(sink) { curl_easy_perform(handle) }
+        return finish(code)
     }
 }

@@ -15,6 +15,8 @@ CURLcode hs_setopt_writefn(CURL *handle, hs_data_callback fn, void *context);
 CURLcode hs_setopt_headerfn(CURL *handle, hs_data_callback fn, void *context);
 CURLcode hs_setopt_readfn(CURL *handle, hs_data_callback fn, void *context);
 
+CURLMcode hs_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
+
 CURLcode hs_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode hs_getinfo_double(CURL *handle, CURLINFO info, double *value);
 

@@ -1,0 +1,101 @@
+import CCurl
+import CCurlShim
+import Foundation
+import Synchronization
+
+/// Runs buffered requests (every signed call except streamed S3 downloads) on one thread
+/// driving a curl multi handle: many transfers in flight, one poll for all their sockets, so
+/// a busy loader costs one thread hop per request instead of a blocked thread each.
+/// Connections are kept in the multi handle's cache and reused by any easy handle.
+final class CurlMultiLoop: Sendable {
+    static let shared = CurlMultiLoop()
+
+    typealias Completion = @Sendable (Result<HTTPResponse, TransportError>) -> Void
+
+    private struct Submitted: Sendable {
+        var request: HTTPRequest
+        var completion: Completion
+    }
+
+    private let queue = Mutex<[Submitted]>([])
+    nonisolated(unsafe) private let multi: UnsafeMutableRawPointer
+
+    private init() {
+        CurlGlobal.initialize()
+        guard let m = curl_multi_init() else { fatalError("curl_multi_init failed") }
+        multi = m
+        // Keep idle connections for reuse even when few transfers are in flight (curl's
+        // default cache follows the number of handles added, which drops to zero between
+        // bursts and would close connections).
+        hs_multi_setopt_long(m, CURLMOPT_MAXCONNECTS, 64)
+        let thread = Thread { [self] in self.run() }
+        thread.name = "hemstream-curl-multi"
+        thread.start()
+    }
+
+    /// Performs a buffered request on the loop thread.
+    func perform(_ request: HTTPRequest) async -> Result<HTTPResponse, TransportError> {
+        await withCheckedContinuation { continuation in
+            submit(request) { continuation.resume(returning: $0) }
+        }
+    }
+
+    func submit(_ request: HTTPRequest, completion: @escaping Completion) {
+        queue.withLock { $0.append(Submitted(request: request, completion: completion)) }
+        curl_multi_wakeup(multi)
+    }
+
+    /// One transfer in flight; touched only by the loop thread.
+    private final class Transfer {
+        let easy: CurlEasy
+        let sink = BufferSink()
+        let completion: Completion
+        init(easy: CurlEasy, completion: @escaping Completion) {
+            self.easy = easy
+            self.completion = completion
+        }
+    }
+
+    private func run() {
+        var idle: [CurlEasy] = []
+        var active: [UnsafeMutableRawPointer: Transfer] = [:]
+        var incoming: [Submitted] = []
+        while true {
+            queue.withLock { swap(&$0, &incoming) }
+            for item in incoming {
+                let easy = idle.popLast() ?? CurlEasy()
+                let transfer = Transfer(easy: easy, completion: item.completion)
+                if let error = easy.prepare(item.request, sink: transfer.sink) {
+                    idle.append(easy)
+                    item.completion(.failure(error))
+                    continue
+                }
+                active[easy.handle] = transfer
+                curl_multi_add_handle(multi, easy.handle)
+            }
+            incoming.removeAll(keepingCapacity: true)
+
+            var running: Int32 = 0
+            curl_multi_perform(multi, &running)
+            var left: Int32 = 0
+            while let message = curl_multi_info_read(multi, &left) {
+                guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle else { continue }
+                let code = message.pointee.data.result
+                curl_multi_remove_handle(multi, handle)
+                guard let transfer = active.removeValue(forKey: handle) else { continue }
+                let outcome = transfer.easy.finish(code)
+                idle.append(transfer.easy)
+                switch outcome {
+                case .success(let status):
+                    transfer.completion(
+                        .success(
+                            HTTPResponse(status: status, rawHeaders: transfer.sink.rawHeaders, body: transfer.sink.body)))
+                case .failure(let error):
+                    transfer.completion(.failure(error))
+                }
+            }
+            // Woken early by curl_multi_wakeup when a request is submitted.
+            curl_multi_poll(multi, nil, 0, 1000, nil)
+        }
+    }
+}
