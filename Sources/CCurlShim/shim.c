@@ -23,3 +23,10 @@ CURLcode hs_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinf
 CURLcode hs_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
 
 CURLMcode hs_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
+
+#include <malloc.h>
+
+void hs_keep_large_blocks_in_heap(void) {
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+}

@@ -20,4 +20,7 @@ CURLMcode hs_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
 CURLcode hs_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode hs_getinfo_double(CURL *handle, CURLINFO info, double *value);
 
+/* glibc: blocks up to 8 MiB from the heap, heap top trimmed only past 32 MiB free. */
+void hs_keep_large_blocks_in_heap(void);
+
 #endif
