@@ -20,6 +20,11 @@ CURLMcode hs_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
 CURLcode hs_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode hs_getinfo_double(CURL *handle, CURLINFO info, double *value);
 
+/* An eventfd to wake a poll loop: cheaper than curl_multi_wakeup's socket pair. */
+int hs_eventfd_create(void);
+void hs_eventfd_signal(int fd);
+void hs_eventfd_drain(int fd);
+
 /* glibc: blocks up to 8 MiB from the heap, heap top trimmed only past 32 MiB free. */
 void hs_keep_large_blocks_in_heap(void);
 
