@@ -35,9 +35,6 @@ final class JSONRequestSigner: Sendable {
     func headerBlock(
         target: String, contentType: String, body: [UInt8], credentials: AWSCredentials, now: AmzDate
     ) -> [UInt8] {
-        var bodyHash = [UInt8](repeating: 0, count: 64)
-        body.withUnsafeBytes { appendHex(SHA256.hash(data: $0), into: &bodyHash, at: 0) }
-
         // Canonical request; header names sorted: content-type, host, x-amz-date,
         // [x-amz-security-token,] x-amz-target.
         var creq = [UInt8]()
@@ -63,7 +60,9 @@ final class JSONRequestSigner: Sendable {
         creq.append(contentsOf: "\n\n".utf8)
         creq.append(contentsOf: signedHeaders.utf8)
         creq.append(0x0A)
-        creq.append(contentsOf: bodyHash)
+        let bodyHashStart = creq.count
+        creq.append(contentsOf: repeatElement(0, count: 64))
+        body.withUnsafeBytes { appendHex(SHA256.hash(data: $0), into: &creq, at: bodyHashStart) }
 
         // String to sign.
         var sts = [UInt8]()
@@ -85,7 +84,7 @@ final class JSONRequestSigner: Sendable {
         creq.withUnsafeBytes { appendHex(SHA256.hash(data: $0), into: &sts, at: hashStart) }
 
         let key = signingKey(secret: credentials.secretAccessKey, day: now.day)
-        let mac = sts.withUnsafeBytes { HMAC<SHA256>.authenticationCode(for: $0, using: key) }
+        let mac = sts.withUnsafeBytes { key.authenticationCode(for: $0) }
 
         // Header lines for curl.
         var block = [UInt8]()
@@ -121,14 +120,14 @@ final class JSONRequestSigner: Sendable {
         return block
     }
 
-    private func signingKey(secret: String, day: ArraySlice<UInt8>) -> SymmetricKey {
-        if let key = keyCache.withLock({ $0.lookup(secret: secret, day: day) }) { return key.key }
+    private func signingKey(secret: String, day: ArraySlice<UInt8>) -> CachedKey {
+        if let key = keyCache.withLock({ $0.lookup(secret: secret, day: day) }) { return key }
         let key = SigV4Signer.signingKey(
             secret: secret, day: String(decoding: day, as: UTF8.self), region: region, service: service)
         let entry = CachedKey(key: key)
         let dayBytes = Array(day)
         keyCache.withLock { $0.store(secret: secret, day: dayBytes, key: entry) }
-        return key
+        return entry
     }
 }
 
@@ -149,9 +148,35 @@ struct SigningKeyCache: @unchecked Sendable {
     }
 }
 
-/// A derived signing key; never changed after it is made.
+/// A derived signing key as HMAC-SHA256 states with the padded key already absorbed
+/// (RFC 2104), so a signature costs the message's hashing only. Never changed after it is
+/// made; each use works on copies.
 struct CachedKey: @unchecked Sendable {
-    let key: SymmetricKey
+    let inner: SHA256
+    let outer: SHA256
+
+    init(key: SymmetricKey) {
+        // The derived key is a 32-byte HMAC output: shorter than the block, so it is padded.
+        var block = [UInt8](repeating: 0, count: 64)
+        key.withUnsafeBytes { bytes in
+            for (i, byte) in bytes.enumerated() { block[i] = byte }
+        }
+        var inner = SHA256()
+        inner.update(data: block.map { $0 ^ 0x36 })
+        var outer = SHA256()
+        outer.update(data: block.map { $0 ^ 0x5c })
+        self.inner = inner
+        self.outer = outer
+    }
+
+    func authenticationCode(for message: UnsafeRawBufferPointer) -> SHA256.Digest {
+        var inner = self.inner
+        inner.update(bufferPointer: message)
+        let innerDigest = inner.finalize()
+        var outer = self.outer
+        innerDigest.withUnsafeBytes { outer.update(bufferPointer: $0) }
+        return outer.finalize()
+    }
 }
 
 /// "20150830T123600Z" as bytes, made once per second.
