@@ -78,8 +78,18 @@ final class CurlMultiLoop: Sendable {
                     item.completion(.failure(error))
                     continue
                 }
+                let added = curl_multi_add_handle(multi, easy.handle)
+                guard added == CURLM_OK else {
+                    idle.append(easy)
+                    let text = String(cString: curl_multi_strerror(added))
+                    item.completion(
+                        .failure(
+                            TransportError(
+                                curlCode: Int(CURLE_FAILED_INIT.rawValue), message: "curl_multi_add_handle: \(text)",
+                                endpoint: endpointOf(item.request.url))))
+                    continue
+                }
                 active[easy.handle] = transfer
-                curl_multi_add_handle(multi, easy.handle)
             }
             incoming.removeAll(keepingCapacity: true)
 
