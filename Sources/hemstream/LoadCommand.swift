@@ -73,7 +73,9 @@ struct LoadCommand: AsyncParsableCommand {
         } catch let error as ValidationError {
             throw error
         } catch {
-            Console.line("hemstream load: " + String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " "))
+            Console.line(
+                "hemstream load: " + String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+            )
             throw ExitCode.failure
         }
     }
@@ -150,7 +152,8 @@ struct LoadCommand: AsyncParsableCommand {
                 metrics: [
                     MetricDatum(name: "ItemsProcessed", value: Double(processed), unit: "Count", dimensions: dimension),
                     MetricDatum(
-                        name: "ItemsFailed", value: Double(summary.rejectedTotal), unit: "Count", dimensions: dimension),
+                        name: "ItemsFailed", value: Double(summary.rejectedTotal), unit: "Count",
+                        dimensions: dimension),
                 ])
         } catch {
             Console.line("warning: metrics for \(summary.source) not published: \(error)")
