@@ -1,1 +1,425 @@
-// The Loader module.
+import AWSWire
+import Export
+import Foundation
+import JSON
+
+/// How a load runs: table, parallelism, pacing, and what to do besides writing.
+public struct LoadOptions: Sendable {
+    public var table: String
+    public var concurrency: Int
+    public var maxWCU: Int?
+    public var dryRun: Bool
+    /// Export records read per step (one checkpoint chunk).
+    public var chunkSize: Int
+    /// Seconds between checkpoint writes.
+    public var checkpointInterval: Double
+
+    public init(
+        table: String, concurrency: Int = 8, maxWCU: Int? = nil, dryRun: Bool = false, chunkSize: Int = 4096,
+        checkpointInterval: Double = 5
+    ) {
+        self.table = table
+        self.concurrency = concurrency
+        self.maxWCU = maxWCU
+        self.dryRun = dryRun
+        self.chunkSize = chunkSize
+        self.checkpointInterval = checkpointInterval
+    }
+}
+
+/// Progress of the current source, for the terminal.
+public struct LoadProgress: Sendable {
+    public var source: String
+    public var rows: Int
+    public var bytesRead: Int64
+    public var totalBytes: Int64?
+    public var elapsed: Double
+}
+
+/// A load that stopped: the source, the line (when one is known) and the reason, in one line.
+public struct LoadError: Error, Sendable, CustomStringConvertible {
+    public var source: String
+    public var line: Int?
+    public var message: String
+    public init(source: String, line: Int?, message: String) {
+        self.source = source
+        self.line = line
+        self.message = message
+    }
+    public var description: String { "\(source)\(line.map { " line \($0)" } ?? ""): \(message)" }
+}
+
+/// Streams export sources into the table. A full load puts every row, and turns a row whose
+/// HEM still has its `UNRESOLVED#xx` item into a move (BatchGetItem on the sentinel key, then
+/// one TransactWriteItems). An incremental load (`previous`) writes only the merge-join's
+/// changes. Rows are read a chunk at a time; many calls stay in flight; the checkpoint
+/// records the chunk below which every call has been acknowledged.
+public final class Loader {
+    public let options: LoadOptions
+    let writer: TableWriter?
+    let rejects: RejectsFile?
+    let checkpoint: CheckpointFile?
+    let progress: (@Sendable (LoadProgress) -> Void)?
+
+    /// `client` may be nil only for a dry run. It should not retry by itself (TableWriter does).
+    public init(
+        client: AWSClient?, options: LoadOptions, rejects: RejectsFile? = nil, checkpoint: CheckpointFile? = nil,
+        progress: (@Sendable (LoadProgress) -> Void)? = nil
+    ) {
+        self.options = options
+        self.rejects = rejects
+        self.checkpoint = checkpoint
+        self.progress = progress
+        if let client, !options.dryRun {
+            writer = TableWriter(
+                client: client, table: options.table, concurrency: AdaptiveConcurrency(maximum: options.concurrency),
+                bucket: options.maxWCU.map { WriteCapacityBucket(unitsPerSecond: $0) })
+        } else {
+            writer = nil
+        }
+    }
+
+    /// What one step of reading produced.
+    enum Item {
+        case rejected(RowRejection)
+        case write(WriteOperation)
+        /// A full-load row with a real VUP: check its sentinel item first.
+        case checkSentinel(ExportRow)
+    }
+
+    struct Chunk {
+        var items: [Item]
+        var mark: SourceProgress
+        var skipped: Int
+    }
+
+    enum Job: Sendable {
+        case write([WriteOperation])
+        case moves([(from: ItemKey, to: ExportRow)])
+        case lookup([ExportRow])
+
+        var firstLine: Int? {
+            switch self {
+            case .write(let ops): return ops.first?.line
+            case .moves(let moves): return moves.first?.to.line
+            case .lookup(let rows): return rows.first?.line
+            }
+        }
+    }
+
+    enum Outcome: Sendable {
+        case done(chunk: Int, stats: WriteStats)
+        case lookedUp(chunk: Int, rows: [ExportRow], found: Set<ItemKey>, stats: WriteStats)
+    }
+
+    struct JobFailure: Error {
+        var line: Int?
+        var error: any Error
+    }
+
+    // MARK: Sources
+
+    /// A full load of one source.
+    public func load(_ location: ExportLocation, size: Int64?, client: AWSClient?) async throws -> SourceSummary {
+        let name = location.description
+        var summary = SourceSummary(source: name)
+        let reader: ExportReader
+        do {
+            reader = try await ExportReader(location: location, client: client)
+        } catch let error as ExportError {
+            throw LoadError(source: error.source, line: error.line, message: error.message)
+        }
+        let resume = checkpoint?.progress(for: name, size: size)
+        var resumeLine = 0
+        if case .line(let line) = resume { resumeLine = line }
+        if resume == .done { resumeLine = Int.max }
+        let dryRun = options.dryRun
+        try await run(key: name, size: size, summary: &summary) {
+            guard let records = try await reader.nextBatch(maxRecords: self.options.chunkSize) else { return nil }
+            var chunk = Chunk(items: [], mark: .line(0), skipped: 0)
+            chunk.items.reserveCapacity(records.count)
+            var last = 0
+            for record in records {
+                switch record {
+                case .rejected(let rejection):
+                    chunk.items.append(.rejected(rejection))
+                    last = max(last, rejection.line)
+                case .row(let row):
+                    last = max(last, row.line)
+                    if row.line <= resumeLine {
+                        chunk.skipped += 1
+                    } else if dryRun || ItemEncoding.isSentinel(row.vupID) {
+                        chunk.items.append(.write(.put(row)))
+                    } else {
+                        chunk.items.append(.checkSentinel(row))
+                    }
+                }
+            }
+            chunk.mark = .line(last)
+            return chunk
+        } finish: { summary in
+            summary.rowsRead = reader.recordsRead
+            summary.bytesRead = reader.bytesRead
+            summary.warnings = reader.warnings
+        } progressOf: {
+            (reader.recordsRead, reader.bytesRead, reader.totalBytes)
+        }
+        return summary
+    }
+
+    /// An incremental load: only what changed from `previous` to `location`.
+    public func load(
+        _ location: ExportLocation, size: Int64?, previous: ExportLocation, client: AWSClient?
+    ) async throws -> SourceSummary {
+        let name = location.description
+        var summary = SourceSummary(source: name, previous: previous.description)
+        let current: ExportReader
+        let old: ExportReader
+        do {
+            old = try await ExportReader(location: previous, client: client)
+            current = try await ExportReader(location: location, client: client)
+        } catch let error as ExportError {
+            throw LoadError(source: error.source, line: error.line, message: error.message)
+        }
+        let diff = ExportDiff(previous: old, current: current)
+        let key = name + " since " + previous.description
+        let resume = checkpoint?.progress(for: key, size: size)
+        var resumeHem: String? = nil
+        if case .hem(let hem) = resume { resumeHem = hem }
+        let skipAll = resume == .done
+        try await run(key: key, size: size, summary: &summary) {
+            guard let changes = try await diff.nextBatch(maxChanges: self.options.chunkSize) else { return nil }
+            var chunk = Chunk(items: [], mark: .hem(""), skipped: 0)
+            var last = ""
+            for change in changes {
+                let operation: WriteOperation
+                switch change {
+                case .rejected(let rejection):
+                    chunk.items.append(.rejected(rejection))
+                    continue
+                case .added(let row), .changed(_, let row):
+                    operation = .put(row)
+                case .moved(let old, let new):
+                    operation = .move(from: ItemKey(vupID: old.vupID, hem: old.hem), to: new)
+                case .removed(let old):
+                    operation = .delete(ItemKey(vupID: old.vupID, hem: old.hem), line: old.line)
+                }
+                let hem = operation.key.hem
+                last = max(last, hem)
+                if skipAll || (resumeHem.map { hem <= $0 } ?? false) {
+                    chunk.skipped += 1
+                } else {
+                    chunk.items.append(.write(operation))
+                }
+            }
+            chunk.mark = .hem(last)
+            return chunk
+        } finish: { summary in
+            summary.rowsRead = current.recordsRead
+            summary.bytesRead = current.bytesRead
+            summary.warnings = old.warnings + current.warnings
+            summary.unchanged = diff.unchanged
+            summary.previousRejected = diff.previousRejected
+        } progressOf: {
+            (current.recordsRead, current.bytesRead, current.totalBytes)
+        }
+        return summary
+    }
+
+    // MARK: Pipeline
+
+    /// Reads chunks with `next`, turns them into calls, keeps up to the adaptive limit of calls
+    /// in flight, and moves the checkpoint past each chunk whose calls have all come back.
+    func run(
+        key: String, size: Int64?, summary: inout SourceSummary,
+        next: () async throws -> Chunk?, finish: (inout SourceSummary) -> Void,
+        progressOf: () -> (rows: Int, bytes: Int64, total: Int64?)
+    ) async throws {
+        let started = DispatchTime.now().uptimeNanoseconds
+        var lastCheckpoint = started
+        var lastProgress: UInt64 = 0
+        let source = summary.source
+        let writer = self.writer
+        do {
+            try await withThrowingTaskGroup(of: Outcome.self) { group in
+                var inFlight = 0
+                var queue: [(chunk: Int, job: Job)] = []
+                var queueHead = 0
+                var pending: [Int: Int] = [:]
+                var marks: [Int: SourceProgress] = [:]
+                var nextToAcknowledge = 0
+                var chunkNumber = 0
+                var unsaved = false
+
+                func enqueue(_ chunk: Int, _ job: Job) {
+                    queue.append((chunk, job))
+                    pending[chunk, default: 0] += 1
+                }
+
+                func enqueueWrites(_ chunk: Int, _ operations: [WriteOperation]) {
+                    var builder = BatchBuilder()
+                    var moves: [(from: ItemKey, to: ExportRow)] = []
+                    var movesBytes = 0
+                    for operation in operations {
+                        if case .move(let from, let row) = operation {
+                            // A transaction takes 100 actions and 4 MB at most: 25 moves, ~3.5 MB.
+                            if moves.count == 25 || movesBytes + operation.requestSize > 3_500_000 {
+                                enqueue(chunk, .moves(moves))
+                                moves.removeAll()
+                                movesBytes = 0
+                            }
+                            moves.append((from, row))
+                            movesBytes += operation.requestSize
+                        } else if let full = builder.add(operation) {
+                            enqueue(chunk, .write(full))
+                        }
+                    }
+                    if !builder.isEmpty { enqueue(chunk, .write(builder.take())) }
+                    if !moves.isEmpty { enqueue(chunk, .moves(moves)) }
+                }
+
+                func acknowledge() throws {
+                    while let mark = marks[nextToAcknowledge], pending[nextToAcknowledge, default: 0] == 0 {
+                        marks[nextToAcknowledge] = nil
+                        pending[nextToAcknowledge] = nil
+                        nextToAcknowledge += 1
+                        if let checkpoint {
+                            checkpoint.record(mark, for: key, size: size)
+                            unsaved = true
+                        }
+                    }
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    if let checkpoint, unsaved, Double(now - lastCheckpoint) / 1e9 >= options.checkpointInterval {
+                        try checkpoint.save()
+                        lastCheckpoint = now
+                        unsaved = false
+                    }
+                }
+
+                func handle(_ outcome: Outcome) throws {
+                    inFlight -= 1
+                    switch outcome {
+                    case .done(let chunk, let stats):
+                        summary.stats.add(stats)
+                        pending[chunk, default: 0] -= 1
+                    case .lookedUp(let chunk, let rows, let found, let stats):
+                        summary.stats.add(stats)
+                        var operations: [WriteOperation] = []
+                        operations.reserveCapacity(rows.count)
+                        for row in rows {
+                            let sentinel = ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem)
+                            operations.append(found.contains(sentinel) ? .move(from: sentinel, to: row) : .put(row))
+                        }
+                        enqueueWrites(chunk, operations)
+                        pending[chunk, default: 0] -= 1
+                    }
+                    try acknowledge()
+                }
+
+                func dispatch() async throws {
+                    while queueHead < queue.count {
+                        guard let writer else { fatalError("dispatch without a writer") }
+                        if inFlight >= writer.concurrency.limit {
+                            if let outcome = try await group.next() { try handle(outcome) }
+                            continue
+                        }
+                        let (chunk, job) = queue[queueHead]
+                        queueHead += 1
+                        inFlight += 1
+                        group.addTask { try await Self.perform(job, chunk: chunk, writer: writer) }
+                    }
+                    queue.removeAll(keepingCapacity: true)
+                    queueHead = 0
+                }
+
+                while let chunk = try await next() {
+                    let number = chunkNumber
+                    chunkNumber += 1
+                    summary.skippedByCheckpoint += chunk.skipped
+                    var writes: [WriteOperation] = []
+                    var lookups: [ExportRow] = []
+                    for item in chunk.items {
+                        switch item {
+                        case .rejected(let rejection):
+                            summary.rejected[rejection.reason, default: 0] += 1
+                            rejects?.write(rejection)
+                        case .write(let operation): writes.append(operation)
+                        case .checkSentinel(let row):
+                            lookups.append(row)
+                            if lookups.count == 100 {
+                                enqueue(number, .lookup(lookups))
+                                lookups.removeAll()
+                            }
+                        }
+                    }
+                    if !lookups.isEmpty { enqueue(number, .lookup(lookups)) }
+                    if writer == nil {
+                        // Dry run: count what would be written.
+                        for operation in writes {
+                            switch operation {
+                            case .put: summary.stats.puts += 1
+                            case .delete: summary.stats.deletes += 1
+                            case .move: summary.stats.moves += 1
+                            }
+                        }
+                    } else {
+                        enqueueWrites(number, writes)
+                    }
+                    marks[number] = chunk.mark
+                    try acknowledge()
+                    if writer != nil { try await dispatch() }
+                    if let progress {
+                        let now = DispatchTime.now().uptimeNanoseconds
+                        if now - lastProgress > 250_000_000 {
+                            lastProgress = now
+                            let p = progressOf()
+                            progress(
+                                LoadProgress(
+                                    source: source, rows: p.rows, bytesRead: p.bytes, totalBytes: p.total,
+                                    elapsed: Double(now - started) / 1e9))
+                        }
+                    }
+                }
+                while inFlight > 0 {
+                    if let outcome = try await group.next() { try handle(outcome) }
+                    if queueHead < queue.count { try await dispatch() }
+                }
+                try acknowledge()
+            }
+        } catch {
+            // What was acknowledged before the failure stays recorded, so a rerun resumes there.
+            try? checkpoint?.save()
+            switch error {
+            case let failure as JobFailure:
+                throw LoadError(source: source, line: failure.line, message: String(describing: failure.error))
+            case let error as ExportError:
+                throw LoadError(source: error.source, line: error.line, message: error.message)
+            default:
+                throw error
+            }
+        }
+        finish(&summary)
+        if let checkpoint {
+            checkpoint.record(.done, for: key, size: size)
+            try checkpoint.save()
+        }
+        rejects?.flush()
+    }
+
+    static func perform(_ job: Job, chunk: Int, writer: TableWriter) async throws -> Outcome {
+        do {
+            switch job {
+            case .write(let operations):
+                return .done(chunk: chunk, stats: try await writer.write(operations))
+            case .moves(let moves):
+                return .done(chunk: chunk, stats: try await writer.move(moves))
+            case .lookup(let rows):
+                let keys = rows.map { ItemKey(vupID: ItemEncoding.sentinel(forHem: $0.hem), hem: $0.hem) }
+                let (found, stats) = try await writer.existing(keys)
+                return .lookedUp(chunk: chunk, rows: rows, found: found, stats: stats)
+            }
+        } catch {
+            throw JobFailure(line: job.firstLine, error: error)
+        }
+    }
+}

@@ -1,11 +1,186 @@
+import AWSWire
 import ArgumentParser
+import Export
+import Foundation
+import JSON
+import Loader
 
 struct LoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "load",
-        abstract: "(not built yet)")
+        abstract: "Stream export files (gzip or plain CSV, local or s3://) into the table.",
+        discussion: """
+            Every valid row is written with BatchWriteItem (25 per call, several calls in flight); a HEM \
+            whose vup_id changed is moved (Delete old + Put new in one TransactWriteItems). With \
+            --previous only what changed between the two exports (both sorted by hem) is written, and \
+            vanished hems are deleted. Throttling slows the load down; it does not fail it.
+
+            Prints a JSON summary on stdout. Exit 0: everything written; 2: some rows rejected, the \
+            rest written; 1: a fatal error (one line naming the source and line).
+
+            Examples:
+              hemstream load s3://exports/2026-11-25/ --rejects rejects.jsonl
+              hemstream load day2.csv.gz --previous day1.csv.gz --max-wcu 4000
+              hemstream load 'exports/*.gz' --checkpoint /var/tmp/load-1125.ckpt
+            """)
+
+    @OptionGroup var aws: AWSOptions
+    @OptionGroup var name: TableNameOption
+
+    @Argument(help: "Export sources: files, globs, s3://bucket/key or s3://bucket/prefix/.")
+    var sources: [String]
+
+    @Option(help: "The previous export: write only what changed since it (needs exactly one source).")
+    var previous: String?
+
+    @Option(help: "Calls in flight at most (the loader halves this while DynamoDB throttles).")
+    var concurrency = 8
+
+    @Option(name: .customLong("max-wcu"), help: "Cap on write capacity units per second.")
+    var maxWCU: Int?
+
+    @Flag(help: "Read and validate, report what would be written, write nothing.")
+    var dryRun = false
+
+    @Option(help: "Write rejected rows here as JSON lines (source, line, reason, hem, field).")
+    var rejects: String?
+
+    @Option(help: "Record progress here; the same command run again resumes near where it stopped.")
+    var checkpoint: String?
+
+    @Option(help: "Seconds between checkpoint writes.")
+    var checkpointInterval = 5.0
+
+    @Option(help: "Publish ItemsProcessed / ItemsFailed per file: 'cloudwatch'.")
+    var metrics: String?
+
+    @Option(help: "CloudWatch namespace for --metrics.")
+    var metricsNamespace = "Hemstream/Loader"
+
+    func validate() throws {
+        if sources.isEmpty { throw ValidationError("give at least one export source") }
+        if concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+        if let maxWCU, maxWCU < 1 { throw ValidationError("--max-wcu must be at least 1") }
+        if let metrics, metrics != "cloudwatch" { throw ValidationError("--metrics takes 'cloudwatch'") }
+        if checkpointInterval <= 0 { throw ValidationError("--checkpoint-interval must be positive") }
+    }
 
     func run() async throws {
-        throw ValidationError("'load' is not built yet")
+        do {
+            try await load()
+        } catch let error as ExitCode {
+            throw error
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            Console.line(
+                "hemstream load: " + String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+            )
+            throw ExitCode.failure
+        }
+    }
+
+    func load() async throws {
+        // Reads (S3) use the standard retries; writes go through a client that does not retry,
+        // because the loader's TableWriter retries throttling itself (with backoff and AIMD).
+        let readClient: AWSClient? = dryRun ? try? aws.client() : try aws.client()
+        let writeClient: AWSClient? = dryRun ? nil : try aws.client(retryPolicy: RetryPolicy(maxAttempts: 1))
+        let locations = try await ExportSources.expand(sources, client: readClient)
+        var previousLocation: ExportLocation?
+        if let previous {
+            guard locations.count == 1 else {
+                throw ValidationError("--previous needs exactly one current source; \(locations.count) given")
+            }
+            let expanded = try await ExportSources.expand([previous], client: readClient)
+            guard expanded.count == 1 else {
+                throw ValidationError("--previous must name one export; \(previous) gives \(expanded.count)")
+            }
+            previousLocation = expanded[0].location
+        }
+        let options = LoadOptions(
+            table: name.table, concurrency: concurrency, maxWCU: maxWCU, dryRun: dryRun,
+            checkpointInterval: checkpointInterval)
+        let rejectsFile = try rejects.map { try RejectsFile(path: $0) }
+        let checkpointFile = try checkpoint.map { try CheckpointFile(path: $0) }
+        let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? ProgressLine.show : nil
+        let loader = Loader(
+            client: writeClient, options: options, rejects: rejectsFile, checkpoint: checkpointFile, progress: progress)
+
+        var summaries: [SourceSummary] = []
+        for (location, size) in locations {
+            let summary: SourceSummary
+            if let previousLocation {
+                summary = try await loader.load(location, size: size, previous: previousLocation, client: readClient)
+            } else {
+                summary = try await loader.load(location, size: size, client: readClient)
+            }
+            if progress != nil { ProgressLine.clear() }
+            for warning in summary.warnings { Console.line("warning: \(summary.source): \(warning)") }
+            summaries.append(summary)
+            if metrics == "cloudwatch", !dryRun, let readClient {
+                await publishMetrics(summary, client: readClient)
+            }
+        }
+        rejectsFile?.flush()
+
+        var totals = SourceSummary(source: "*")
+        for summary in summaries {
+            totals.rowsRead += summary.rowsRead
+            totals.stats.add(summary.stats)
+            totals.skippedByCheckpoint += summary.skippedByCheckpoint
+            totals.bytesRead += summary.bytesRead
+            for (reason, count) in summary.rejected { totals.rejected[reason, default: 0] += count }
+        }
+        var totalsJSON = totals.json.objectValue ?? [:]
+        totalsJSON["source"] = nil
+        let output: JSON = [
+            "table": .string(name.table),
+            "dry_run": .bool(dryRun),
+            "sources": .array(summaries.map(\.json)),
+            "totals": .object(totalsJSON),
+        ]
+        FileHandle.standardOutput.write(Data((output.serialized() + "\n").utf8))
+        if totals.rejectedTotal > 0 { throw Exit.partial }
+    }
+
+    func publishMetrics(_ summary: SourceSummary, client: AWSClient) async {
+        let dimension = [("File", summary.source)]
+        let processed = summary.stats.puts + summary.stats.deletes + summary.stats.moves
+        do {
+            try await client.cloudWatchPutMetricData(
+                namespace: metricsNamespace,
+                metrics: [
+                    MetricDatum(name: "ItemsProcessed", value: Double(processed), unit: "Count", dimensions: dimension),
+                    MetricDatum(
+                        name: "ItemsFailed", value: Double(summary.rejectedTotal), unit: "Count",
+                        dimensions: dimension),
+                ])
+        } catch {
+            Console.line("warning: metrics for \(summary.source) not published: \(error)")
+        }
+    }
+}
+
+/// The one-line progress display on a terminal: rows, rows/s, bytes of total, ETA.
+enum ProgressLine {
+    @Sendable static func show(_ p: LoadProgress) {
+        let rate = p.elapsed > 0 ? Double(p.rows) / p.elapsed : 0
+        var text = "\r\(p.source): \(p.rows) rows, \(Int(rate)) rows/s, \(megabytes(p.bytesRead))"
+        if let total = p.totalBytes, total > 0 {
+            text += " of \(megabytes(total))"
+            if p.bytesRead > 0 {
+                let remaining = p.elapsed * Double(total - p.bytesRead) / Double(p.bytesRead)
+                text += ", ETA \(Int(remaining.rounded())) s"
+            }
+        }
+        FileHandle.standardError.write(Data((text + "\u{1B}[K").utf8))
+    }
+
+    static func clear() {
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+
+    static func megabytes(_ bytes: Int64) -> String {
+        String(format: "%.1f MB", Double(bytes) / 1_048_576)
     }
 }

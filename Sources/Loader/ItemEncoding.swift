@@ -1,0 +1,121 @@
+import Export
+import JSON
+
+/// The primary key of a table item: partition `vup_id`, sort `hem`.
+public struct ItemKey: Hashable, Sendable {
+    public var vupID: String
+    public var hem: String
+    public init(vupID: String, hem: String) {
+        self.vupID = vupID
+        self.hem = hem
+    }
+}
+
+/// Turns export rows into DynamoDB item JSON (`{"vup_id":{"S":…},…}`) written straight into a
+/// byte buffer: the bulk path cannot afford Foundation's JSON.
+public enum ItemEncoding {
+    /// The sentinel partition of an unresolved HEM: `UNRESOLVED#` + its first two hex chars.
+    public static func sentinel(forHem hem: String) -> String { "UNRESOLVED#" + hem.prefix(2) }
+
+    public static func isSentinel(_ vupID: String) -> Bool { vupID.hasPrefix("UNRESOLVED#") }
+
+    /// The item for `row`; `previousVupID` marks an item written by a move (the stream
+    /// reader's detector reads it to tell a move from a new HEM).
+    public static func writeItem(_ row: ExportRow, previousVupID: String? = nil, to w: inout JSONWriter) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256)
+        appendItem(row, previousVupID: previousVupID, to: &bytes)
+        w.raw(bytes)
+    }
+
+    public static func writeKey(_ key: ItemKey, to w: inout JSONWriter) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(96)
+        appendKey(key, to: &bytes)
+        w.raw(bytes)
+    }
+
+    /// The hot path: the item's JSON appended to `out`, the fixed parts as prebuilt bytes.
+    public static func appendItem(_ row: ExportRow, previousVupID: String? = nil, to out: inout [UInt8]) {
+        out.append(contentsOf: Fragment.vupID)
+        appendString(row.vupID, to: &out)
+        out.append(contentsOf: Fragment.hem)
+        appendString(row.hem, to: &out)
+        if let v = row.email {
+            out.append(contentsOf: Fragment.email)
+            appendString(v, to: &out)
+        }
+        if let v = row.domain {
+            out.append(contentsOf: Fragment.domain)
+            appendString(v, to: &out)
+        }
+        if let v = row.source {
+            out.append(contentsOf: Fragment.source)
+            appendString(v, to: &out)
+        }
+        if let v = row.lastVerified {
+            out.append(contentsOf: Fragment.lastVerified)
+            appendString(v, to: &out)
+        }
+        out.append(contentsOf: Fragment.updatedAt)
+        appendString(row.updatedAt, to: &out)
+        if let previousVupID {
+            out.append(contentsOf: Fragment.previousVupID)
+            appendString(previousVupID, to: &out)
+        }
+        out.append(contentsOf: Fragment.close)
+    }
+
+    public static func appendKey(_ key: ItemKey, to out: inout [UInt8]) {
+        out.append(contentsOf: Fragment.vupID)
+        appendString(key.vupID, to: &out)
+        out.append(contentsOf: Fragment.hem)
+        appendString(key.hem, to: &out)
+        out.append(contentsOf: Fragment.close)
+    }
+
+    /// A JSON string: copied as is when nothing needs escaping (hems, ids, timestamps, nearly
+    /// every email), otherwise quoted by JSONWriter.
+    @inline(__always) static func appendString(_ value: String, to out: inout [UInt8]) {
+        var value = value
+        let plain = value.withUTF8 { buffer -> Bool in
+            for c in buffer where c < 0x20 || c == 0x22 || c == 0x5C { return false }
+            out.append(0x22)
+            out.append(contentsOf: buffer)
+            out.append(0x22)
+            return true
+        }
+        if !plain {
+            var w = JSONWriter(capacity: value.utf8.count + 16)
+            w.string(value)
+            out.append(contentsOf: w.bytes)
+        }
+    }
+
+    /// `{"vup_id":{"S":` … `},"hem":{"S":` … `}}`: attribute openings, each closing the one before.
+    enum Fragment {
+        static let vupID = Array(#"{"vup_id":{"S":"#.utf8)
+        static let hem = Array(#"},"hem":{"S":"#.utf8)
+        static let email = Array(#"},"email":{"S":"#.utf8)
+        static let domain = Array(#"},"domain":{"S":"#.utf8)
+        static let source = Array(#"},"source":{"S":"#.utf8)
+        static let lastVerified = Array(#"},"last_verified":{"S":"#.utf8)
+        static let updatedAt = Array(#"},"updated_at":{"S":"#.utf8)
+        static let previousVupID = Array(#"},"previous_vup_id":{"S":"#.utf8)
+        static let close = Array("}}".utf8)
+    }
+
+    /// The item's size as DynamoDB counts it: UTF-8 bytes of attribute names plus values.
+    public static func itemSize(_ row: ExportRow, previousVupID: String? = nil) -> Int {
+        var size = 6 + row.vupID.utf8.count + 3 + row.hem.utf8.count + 10 + row.updatedAt.utf8.count
+        if let v = row.email { size += 5 + v.utf8.count }
+        if let v = row.domain { size += 6 + v.utf8.count }
+        if let v = row.source { size += 6 + v.utf8.count }
+        if let v = row.lastVerified { size += 13 + v.utf8.count }
+        if let v = previousVupID { size += 15 + v.utf8.count }
+        return size
+    }
+
+    /// Write capacity units for an item of `size` bytes: one per started KB.
+    public static func writeUnits(forSize size: Int) -> Int { max(1, (size + 1023) / 1024) }
+}

@@ -1,0 +1,98 @@
+import Export
+import Foundation
+import JSON
+
+/// What the load did to one source; printed as JSON at the end.
+public struct SourceSummary: Sendable {
+    public var source: String
+    public var previous: String?
+    public var rowsRead = 0
+    public var rejected: [RejectReason: Int] = [:]
+    public var stats = WriteStats()
+    /// Rows (or changes) below the checkpoint's mark: already written by an earlier run.
+    public var skippedByCheckpoint = 0
+    /// Incremental: hems equal in both exports (nothing written).
+    public var unchanged: Int?
+    public var previousRejected: Int?
+    public var warnings: [String] = []
+    public var bytesRead: Int64 = 0
+
+    public init(source: String, previous: String? = nil) {
+        self.source = source
+        self.previous = previous
+    }
+
+    public var rejectedTotal: Int { rejected.values.reduce(0, +) }
+
+    public var json: JSON {
+        var object: [String: JSON] = [
+            "source": .string(source),
+            "rows_read": .int(rowsRead),
+            "items_written": .int(stats.puts),
+            "deleted": .int(stats.deletes),
+            "moved": .int(stats.moves),
+            "write_requests": .int(stats.writeRequests),
+            "rejected": .object(
+                Dictionary(uniqueKeysWithValues: rejected.map { ($0.key.rawValue, JSON.int($0.value)) })),
+            "rejected_total": .int(rejectedTotal),
+            "retries": .int(stats.retries),
+            "throttled": .int(stats.throttled),
+            "skipped_by_checkpoint": .int(skippedByCheckpoint),
+            "bytes_read": .int(Int(bytesRead)),
+        ]
+        if let previous { object["previous"] = .string(previous) }
+        if let unchanged { object["unchanged"] = .int(unchanged) }
+        if let previousRejected { object["previous_rejected"] = .int(previousRejected) }
+        if stats.capacityReported { object["consumed_capacity"] = .double(stats.consumedCapacity) }
+        if !warnings.isEmpty { object["warnings"] = .array(warnings.map { .string($0) }) }
+        return .object(object)
+    }
+}
+
+/// `--rejects FILE`: one JSON line per rejected row: source, line, reason, hem (when valid),
+/// field. Never the email, never the raw row.
+public final class RejectsFile: @unchecked Sendable {  // written from the loader's one task only
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+
+    public init(path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+            let handle = FileHandle(forWritingAtPath: path)
+        else { throw CheckpointError(message: "\(path): cannot create the rejects file") }
+        self.handle = handle
+    }
+
+    public func write(_ rejection: RowRejection) {
+        var w = JSONWriter(capacity: 160)
+        w.beginObject()
+        w.key("source")
+        w.string(rejection.source)
+        w.key("line")
+        w.int(rejection.line)
+        w.key("reason")
+        w.string(rejection.reason.rawValue)
+        if let hem = rejection.hem {
+            w.key("hem")
+            w.string(hem)
+        }
+        if let field = rejection.field {
+            w.key("field")
+            w.string(field)
+        }
+        w.endObject()
+        buffer.append(contentsOf: w.bytes)
+        buffer.append(0x0A)
+        if buffer.count > 60 * 1024 { flush() }
+    }
+
+    public func flush() {
+        if buffer.isEmpty { return }
+        handle.write(Data(buffer))
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    deinit {
+        flush()
+        try? handle.close()
+    }
+}
