@@ -102,7 +102,7 @@ struct LoadCommand: AsyncParsableCommand {
             checkpointInterval: checkpointInterval)
         let rejectsFile = try rejects.map { try RejectsFile(path: $0) }
         let checkpointFile = try checkpoint.map { try CheckpointFile(path: $0) }
-        let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? ProgressLine.show : nil
+        let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? LoadProgressLine.show : nil
         let loader = Loader(
             client: writeClient, options: options, rejects: rejectsFile, checkpoint: checkpointFile, progress: progress)
 
@@ -114,7 +114,7 @@ struct LoadCommand: AsyncParsableCommand {
             } else {
                 summary = try await loader.load(location, size: size, client: readClient)
             }
-            if progress != nil { ProgressLine.clear() }
+            if progress != nil { LoadProgressLine.clear() }
             for warning in summary.warnings { Console.line("warning: \(summary.source): \(warning)") }
             summaries.append(summary)
             if metrics == "cloudwatch", !dryRun, let readClient {
@@ -162,7 +162,7 @@ struct LoadCommand: AsyncParsableCommand {
 }
 
 /// The one-line progress display on a terminal: rows, rows/s, bytes of total, ETA.
-enum ProgressLine {
+enum LoadProgressLine {
     @Sendable static func show(_ p: LoadProgress) {
         let rate = p.elapsed > 0 ? Double(p.rows) / p.elapsed : 0
         var text = "\r\(p.source): \(p.rows) rows, \(Int(rate)) rows/s, \(megabytes(p.bytesRead))"
