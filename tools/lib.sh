@@ -56,3 +56,18 @@ hs_start_moto() {
     MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
     hs_log "moto_server pid $! on $MOTO_ENDPOINT"
 }
+
+# Starts `hemstream kafka-mock` (binary $1, then its flags); sets KAFKA_BOOTSTRAP from its first line.
+hs_start_kafka_mock() {
+    local bin=$1; shift
+    local out="${HS_LOG_DIR:-/tmp}/kafka-mock-$$.out"
+    "$bin" kafka-mock "$@" >"$out" 2>"${out%.out}.log" &
+    HS_PIDS="$HS_PIDS $!"
+    local deadline=$(( $(date +%s) + 30 ))
+    until [ -s "$out" ]; do
+        [ "$(date +%s)" -lt "$deadline" ] || { hs_log "kafka-mock did not start"; return 1; }
+        sleep 0.1
+    done
+    KAFKA_BOOTSTRAP=$(head -1 "$out")
+    hs_log "kafka-mock pid $! on $KAFKA_BOOTSTRAP"
+}

@@ -86,7 +86,7 @@ public struct ChangeDetector: Sendable {
             guard let image = img else { throw RecordError(description: "\(name) record missing \(name == "INSERT" ? "NewImage" : "OldImage")") }
             let hem = try key(image, "hem"), vup = try key(image, "vup_id")
             let me = Pending(image: image, vup: vup, isInsert: name == "INSERT", time: time, position: pos, previousInShard: prev)
-            if let other = pending[hem], other.isInsert != me.isInsert {
+            if let other = pending[hem], Self.arePartners(earlier: other, later: me) {
                 pending[hem] = nil
                 out.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
             } else {
@@ -112,6 +112,18 @@ public struct ChangeDetector: Sendable {
         let held = pending.values.filter { $0.position.shardID == shardID }
         guard let first = held.min(by: { Self.less($0.position.sequenceNumber, $1.position.sequenceNumber) }) else { return lastSeen[shardID] }
         return first.previousInShard
+    }
+
+    /// A REMOVE and an INSERT (in either order) are the two halves of one move only when they
+    /// name different keys, and, when the INSERT says where it came from (`previous_vup_id`), only
+    /// with the REMOVE of that key. Of one key, a REMOVE then an INSERT is a replaced item
+    /// (hem.updated); an INSERT then a REMOVE is a create and a delete, never a move.
+    static func arePartners(earlier: Pending, later: Pending) -> Bool {
+        guard earlier.isInsert != later.isInsert else { return false }
+        let (remove, insert) = later.isInsert ? (earlier, later) : (later, earlier)
+        if remove.vup == insert.vup { return later.isInsert }
+        if let previous = insert.image["previous_vup_id"]?["S"]?.stringValue { return previous == remove.vup }
+        return true
     }
 
     static func less(_ a: String, _ b: String) -> Bool { a.count != b.count ? a.count < b.count : a < b }

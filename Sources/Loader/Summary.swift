@@ -32,7 +32,8 @@ public struct SourceSummary: Sendable {
             "deleted": .int(stats.deletes),
             "moved": .int(stats.moves),
             "write_requests": .int(stats.writeRequests),
-            "rejected": .object(Dictionary(uniqueKeysWithValues: rejected.map { ($0.key.rawValue, JSON.int($0.value)) })),
+            "rejected": .object(
+                Dictionary(uniqueKeysWithValues: rejected.map { ($0.key.rawValue, JSON.int($0.value)) })),
             "rejected_total": .int(rejectedTotal),
             "retries": .int(stats.retries),
             "throttled": .int(stats.throttled),

@@ -106,7 +106,8 @@ public final class TableWriter: Sendable {
     public func move(_ moves: [(from: ItemKey, to: ExportRow)]) async throws -> WriteStats {
         var stats = WriteStats()
         if let bucket {
-            try await bucket.acquire(moves.reduce(0) { $0 + WriteOperation.move(from: $1.from, to: $1.to).writeUnits } * 2)
+            try await bucket.acquire(
+                moves.reduce(0) { $0 + WriteOperation.move(from: $1.from, to: $1.to).writeUnits } * 2)
         }
         stats.writeRequests += moves.count * 2
         _ = try await call("TransactWriteItems", RequestBodies.moves(table: table, moves), &stats)

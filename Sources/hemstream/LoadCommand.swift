@@ -73,7 +73,9 @@ struct LoadCommand: AsyncParsableCommand {
         } catch let error as ValidationError {
             throw error
         } catch {
-            Console.line("hemstream load: " + String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " "))
+            Console.line(
+                "hemstream load: " + String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+            )
             throw ExitCode.failure
         }
     }
@@ -100,7 +102,7 @@ struct LoadCommand: AsyncParsableCommand {
             checkpointInterval: checkpointInterval)
         let rejectsFile = try rejects.map { try RejectsFile(path: $0) }
         let checkpointFile = try checkpoint.map { try CheckpointFile(path: $0) }
-        let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? ProgressLine.show : nil
+        let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? LoadProgressLine.show : nil
         let loader = Loader(
             client: writeClient, options: options, rejects: rejectsFile, checkpoint: checkpointFile, progress: progress)
 
@@ -112,7 +114,7 @@ struct LoadCommand: AsyncParsableCommand {
             } else {
                 summary = try await loader.load(location, size: size, client: readClient)
             }
-            if progress != nil { ProgressLine.clear() }
+            if progress != nil { LoadProgressLine.clear() }
             for warning in summary.warnings { Console.line("warning: \(summary.source): \(warning)") }
             summaries.append(summary)
             if metrics == "cloudwatch", !dryRun, let readClient {
@@ -150,7 +152,8 @@ struct LoadCommand: AsyncParsableCommand {
                 metrics: [
                     MetricDatum(name: "ItemsProcessed", value: Double(processed), unit: "Count", dimensions: dimension),
                     MetricDatum(
-                        name: "ItemsFailed", value: Double(summary.rejectedTotal), unit: "Count", dimensions: dimension),
+                        name: "ItemsFailed", value: Double(summary.rejectedTotal), unit: "Count",
+                        dimensions: dimension),
                 ])
         } catch {
             Console.line("warning: metrics for \(summary.source) not published: \(error)")
@@ -159,7 +162,7 @@ struct LoadCommand: AsyncParsableCommand {
 }
 
 /// The one-line progress display on a terminal: rows, rows/s, bytes of total, ETA.
-enum ProgressLine {
+enum LoadProgressLine {
     @Sendable static func show(_ p: LoadProgress) {
         let rate = p.elapsed > 0 ? Double(p.rows) / p.elapsed : 0
         var text = "\r\(p.source): \(p.rows) rows, \(Int(rate)) rows/s, \(megabytes(p.bytesRead))"

@@ -43,6 +43,9 @@ final class ChangeDetectorTests: XCTestCase {
             ("unresolve", [(Self.record("REMOVE", seq: 1, time: 100, old: Self.item("V1")), "s1"), (Self.record("INSERT", seq: 2, time: 100, new: Self.item(u)), "s1")], ["hem.unresolved"]),
             ("update", [(Self.record("MODIFY", seq: 1, time: 100, old: Self.item("V1"), new: Self.item("V1", domain: "other.invalid")), "s1")], ["hem.updated"]),
             ("no-op modify with bookkeeping", [(Self.record("MODIFY", seq: 1, time: 100, old: Self.item("V1"), new: Self.item("V1", extra: ["load_id": "x"])), "s1")], []),
+            ("created then deleted within the window", [(Self.record("INSERT", seq: 1, time: 100, new: Self.item("V1")), "s1"), (Self.record("REMOVE", seq: 2, time: 101, old: Self.item("V1")), "s1")], ["hem.created", "hem.deleted"]),
+            ("created, then resolved by the loader within the window", [(Self.record("INSERT", seq: 1, time: 100, new: Self.item(u)), "s1"), (Self.record("REMOVE", seq: 2, time: 101, old: Self.item(u)), "s1"), (Self.record("INSERT", seq: 3, time: 101, new: Self.item("V1", extra: ["previous_vup_id": u])), "s1")], ["hem.created", "hem.resolved"]),
+            ("insert names another previous vup than the remove", [(Self.record("REMOVE", seq: 1, time: 100, old: Self.item("V7")), "s1"), (Self.record("INSERT", seq: 2, time: 101, new: Self.item("V2", extra: ["previous_vup_id": "V1"])), "s2")], ["hem.deleted", "hem.reassigned"]),
             ("partner too late", [(Self.record("REMOVE", seq: 1, time: 100, old: Self.item("V1")), "s1"), (Self.record("INSERT", seq: 2, time: 200, new: Self.item("V2")), "s1")], ["hem.deleted", "hem.created"]),
         ]
         for (name, input, types) in cases {

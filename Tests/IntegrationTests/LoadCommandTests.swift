@@ -1,12 +1,13 @@
 import AWSWire
 import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 import JSON
 import Synchronization
 import TestSupport
 import XCTest
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// `hemstream load`, run as the real binary against moto_server.
 final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs one method at a time
@@ -18,7 +19,8 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         env = try MotoServer.sharedEnvironment()
         table = "load-\(UUID().uuidString.prefix(8).lowercased())"
         dir = try TemporaryDirectory()
-        let created = try Hemstream.run(["table", "create", "--table", table, "--poll-interval", "0.05"], environment: env)
+        let created = try Hemstream.run(
+            ["table", "create", "--table", table, "--poll-interval", "0.05"], environment: env)
         XCTAssertEqual(created.exitCode, 0, created.stderr)
     }
 
@@ -31,7 +33,8 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         let server = try MotoServer()
         ownMoto = server
         env = server.awsEnvironment()
-        let created = try Hemstream.run(["table", "create", "--table", table, "--poll-interval", "0.05"], environment: env)
+        let created = try Hemstream.run(
+            ["table", "create", "--table", table, "--poll-interval", "0.05"], environment: env)
         XCTAssertEqual(created.exitCode, 0, created.stderr)
     }
 
@@ -50,7 +53,8 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
 
     func assertNoEmails(_ texts: [String], _ emails: [String], file: StaticString = #filePath, line: UInt = #line) {
         for text in texts {
-            XCTAssertFalse(text.contains("@example.invalid"), "an email leaked: \(text.prefix(300))", file: file, line: line)
+            XCTAssertFalse(
+                text.contains("@example.invalid"), "an email leaked: \(text.prefix(300))", file: file, line: line)
         }
     }
 
@@ -309,7 +313,8 @@ final class CountingProxy: Sendable {
                 if let http = response as? HTTPURLResponse {
                     let type = http.value(forHTTPHeaderField: "Content-Type") ?? "application/x-amz-json-1.0"
                     box.withLock {
-                        $0 = ScriptedResponse(status: http.statusCode, headers: [("Content-Type", type)], body: Array(data ?? Data()))
+                        $0 = ScriptedResponse(
+                            status: http.statusCode, headers: [("Content-Type", type)], body: Array(data ?? Data()))
                     }
                 }
                 done.signal()

@@ -37,17 +37,38 @@ struct ExportFixture {
         for (i, row) in rows.enumerated() {
             var r = row
             switch i % 10 {
-            case 0: if r.vup == nil { r.vup = "VUP-NEW-\(i)"; moves += 1 } else { r.vup = "VUP-MOVED-\(i)"; moves += 1 }
-            case 1: if r.vup != nil { r.vup = nil; moves += 1 } else { r.domain = "changed.invalid"; changed += 1 }
-            case 2: r.updatedAt = "2026-11-25T06:00:00Z"; r.email = "changed\(i)@example.invalid"; changed += 1
-            case 3: changed += 1; continue  // removed
+            case 0:
+                if r.vup == nil {
+                    r.vup = "VUP-NEW-\(i)"
+                    moves += 1
+                } else {
+                    r.vup = "VUP-MOVED-\(i)"
+                    moves += 1
+                }
+            case 1:
+                if r.vup != nil {
+                    r.vup = nil
+                    moves += 1
+                } else {
+                    r.domain = "changed.invalid"
+                    changed += 1
+                }
+            case 2:
+                r.updatedAt = "2026-11-25T06:00:00Z"
+                r.email = "changed\(i)@example.invalid"
+                changed += 1
+            case 3:
+                changed += 1
+                continue  // removed
             default: break
             }
             next.append(r)
         }
         for i in 0..<(rows.count / 10) {
-            next.append(Row(hem: Self.hexHash("new-\(i)"), vup: "VUP-ADDED", email: "new\(i)@example.invalid", domain: nil,
-                            updatedAt: "2026-11-25T06:00:00Z"))
+            next.append(
+                Row(
+                    hem: Self.hexHash("new-\(i)"), vup: "VUP-ADDED", email: "new\(i)@example.invalid", domain: nil,
+                    updatedAt: "2026-11-25T06:00:00Z"))
             changed += 1
         }
         return (ExportFixture(rows: next.sorted { $0.hem < $1.hem }), changed, moves)
@@ -90,7 +111,9 @@ struct ExportFixture {
 }
 
 /// Reads a whole table back: hem → attributes (minus bookkeeping); also counts items per hem.
-func scanTable(_ table: String, environment: [String: String]) throws -> (items: [String: [String: String]], itemsPerHem: [String: Int], raw: [JSON]) {
+func scanTable(_ table: String, environment: [String: String]) throws -> (
+    items: [String: [String: String]], itemsPerHem: [String: Int], raw: [JSON]
+) {
     try runAsync {
         let client = AWSClient(configuration: try AWSConfiguration.resolve(region: nil, environment: environment))
         var request: [String: JSON] = ["TableName": .string(table)]
@@ -104,7 +127,8 @@ func scanTable(_ table: String, environment: [String: String]) throws -> (items:
         var perHem: [String: Int] = [:]
         for item in raw {
             var attributes: [String: String] = [:]
-            for (name, value) in item.objectValue ?? [:] where !["previous_vup_id", "load_id", "loaded_at"].contains(name) {
+            for (name, value) in item.objectValue ?? [:]
+            where !["previous_vup_id", "load_id", "loaded_at"].contains(name) {
                 attributes[name] = value["S"]?.stringValue
             }
             let hem = attributes["hem"] ?? ""

@@ -72,7 +72,8 @@ final class EncodingTests: XCTestCase {
     }
 
     func testMoveBody_deletesOldKeyAndPutsNewItemInOneTransaction() throws {
-        let body = RequestBodies.moves(table: "t", [(ItemKey(vupID: "UNRESOLVED#0f", hem: hem), row(hem, vup: "VUP-1"))])
+        let body = RequestBodies.moves(
+            table: "t", [(ItemKey(vupID: "UNRESOLVED#0f", hem: hem), row(hem, vup: "VUP-1"))])
         let items = try XCTUnwrap(JSON.parse(body)["TransactItems"]?.arrayValue)
         XCTAssertEqual(items.count, 2)
         XCTAssertEqual(items[0]["Delete"]?["Key"]?["vup_id"]?["S"], "UNRESOLVED#0f")

@@ -50,7 +50,8 @@ final class ResumeTests: XCTestCase {
 
         let first = Recorder()
         let failing = try server(accepting: 10, into: first)
-        let loader = Loader(client: try client(failing), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
+        let loader = Loader(
+            client: try client(failing), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
         do {
             _ = try await loader.load(.file(path: path), size: nil, client: nil)
             XCTFail("the load should fail when access is denied")
@@ -60,13 +61,16 @@ final class ResumeTests: XCTestCase {
             XCTAssertTrue(error.description.contains("AccessDeniedException"), error.description)
         }
         let mark = try CheckpointFile(path: checkpointPath).progress(for: path, size: nil)
-        guard case .line(let line) = mark else { return XCTFail("a line mark is recorded, got \(String(describing: mark))") }
+        guard case .line(let line) = mark else {
+            return XCTFail("a line mark is recorded, got \(String(describing: mark))")
+        }
         XCTAssertGreaterThan(line, 1)
         XCTAssertLessThan(line, 1001)
 
         let second = Recorder()
         let working = try server(accepting: .max, into: second)
-        let rerun = Loader(client: try client(working), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
+        let rerun = Loader(
+            client: try client(working), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
         let summary = try await rerun.load(.file(path: path), size: nil, client: nil)
         XCTAssertEqual(summary.skippedByCheckpoint, line - 1, "rows 2...\(line) were acknowledged before")
         let rewritten = second.hems.withLock { $0 }
@@ -97,20 +101,25 @@ extension ResumeTests {
 
         let first = Recorder()
         let failing = try server(accepting: 10, into: first)
-        let loader = Loader(client: try client(failing), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
+        let loader = Loader(
+            client: try client(failing), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
         do {
             _ = try await loader.load(current, size: nil, previous: previous, client: nil)
             XCTFail("the load should fail when access is denied")
         } catch is LoadError {}
         let key = current.description + " since " + previous.description
         let mark = try CheckpointFile(path: checkpointPath).progress(for: key, size: nil)
-        guard case .hem(let hem) = mark else { return XCTFail("a hem mark is recorded, got \(String(describing: mark))") }
+        guard case .hem(let hem) = mark else {
+            return XCTFail("a hem mark is recorded, got \(String(describing: mark))")
+        }
 
         let second = Recorder()
         let working = try server(accepting: .max, into: second)
-        let rerun = Loader(client: try client(working), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
+        let rerun = Loader(
+            client: try client(working), options: options, checkpoint: try CheckpointFile(path: checkpointPath))
         let summary = try await rerun.load(current, size: nil, previous: previous, client: nil)
-        XCTAssertEqual(second.hems.withLock { $0 }, all.filter { $0 > hem }, "the rerun writes exactly the hems past the mark")
+        XCTAssertEqual(
+            second.hems.withLock { $0 }, all.filter { $0 > hem }, "the rerun writes exactly the hems past the mark")
         XCTAssertEqual(summary.skippedByCheckpoint, all.filter { $0 <= hem }.count)
         XCTAssertEqual(Set(first.hems.withLock { $0 } + second.hems.withLock { $0 }), Set(all))
     }

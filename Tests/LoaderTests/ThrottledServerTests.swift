@@ -16,7 +16,9 @@ final class ThrottledServerTests: XCTestCase {
         let deleted = Mutex<Set<String>>([])  // hems whose sentinel item was deleted by a move
         let server = try ScriptedHTTPServer { request, index in
             let target = request.header("X-Amz-Target") ?? ""
-            guard let body = try? JSON.parse(request.body) else { return .awsJSONError(400, "SerializationException", "bad") }
+            guard let body = try? JSON.parse(request.body) else {
+                return .awsJSONError(400, "SerializationException", "bad")
+            }
             if target.hasSuffix("BatchGetItem") {
                 if index % 2 == 0 { return .json(200, #"{"UnprocessedKeys":\#(body["RequestItems"]!.serialized())}"#) }
                 // Every sentinel of a hem ending in "1" exists: those rows become moves.
@@ -28,11 +30,15 @@ final class ThrottledServerTests: XCTestCase {
                 if index % 3 == 0 {
                     return .awsJSONError(
                         400, "TransactionCanceledException",
-                        "Transaction cancelled, please refer cancellation reasons for specific reasons [None, ThrottlingError]")
+                        "Transaction cancelled, please refer cancellation reasons for specific reasons "
+                            + "[None, ThrottlingError]"
+                    )
                 }
                 received.withLock { items in
                     for action in body["TransactItems"]?.arrayValue ?? [] {
-                        if let key = action["Delete"]?["Key"] { deleted.withLock { $0.insert(key["hem"]!["S"]!.stringValue!) } }
+                        if let key = action["Delete"]?["Key"] {
+                            deleted.withLock { $0.insert(key["hem"]!["S"]!.stringValue!) }
+                        }
                         if let item = action["Put"]?["Item"] {
                             items[item["hem"]!["S"]!.stringValue!] = item["vup_id"]!["S"]!.stringValue!
                         }
@@ -44,7 +50,8 @@ final class ThrottledServerTests: XCTestCase {
             case 0: return .awsJSONError(400, "ThrottlingException", "Rate of requests exceeds the allowed throughput.")
             case 1:
                 return .awsJSONError(
-                    400, "ProvisionedThroughputExceededException", "The level of configured provisioned throughput was exceeded.")
+                    400, "ProvisionedThroughputExceededException",
+                    "The level of configured provisioned throughput was exceeded.")
             default:
                 let requests = body["RequestItems"]?["t"]?.arrayValue ?? []
                 let keep = index % 4 == 2 ? requests.count / 2 : requests.count
