@@ -274,6 +274,9 @@ struct BytePattern {
         var set: ByteSet
         var min: Int
         var max: Int
+        /// Greedy is the only way: the next atom needs a byte this one cannot take (or there is
+        /// none), so giving bytes back can never help; the match goes on without backtracking.
+        var possessive = false
     }
 
     /// 256 bits, one per byte value.
@@ -290,14 +293,14 @@ struct BytePattern {
                 }
             }
         }
+        func isDisjoint(with o: ByteSet) -> Bool {
+            w0 & o.w0 == 0 && w1 & o.w1 == 0 && w2 & o.w2 == 0 && w3 & o.w3 == 0
+        }
         @inline(__always) func contains(_ b: UInt8) -> Bool {
-            let bit = UInt64(1) << UInt64(b & 63)
-            switch b >> 6 {
-            case 0: return w0 & bit != 0
-            case 1: return w1 & bit != 0
-            case 2: return w2 & bit != 0
-            default: return w3 & bit != 0
-            }
+            // Selects without a jump table (a per-byte indirect jump cost more than the test).
+            let lo = b < 64 ? w0 : w1
+            let hi = b < 192 ? w2 : w3
+            return (b < 128 ? lo : hi) & (UInt64(1) << UInt64(b & 63)) != 0
         }
     }
     var alternatives: [[Atom]] = []
@@ -326,7 +329,11 @@ struct BytePattern {
             parts[parts.count - 1].append(c)
         }
         for part in parts {
-            guard let atoms = Self.sequence(part) else { return nil }
+            guard var atoms = Self.sequence(part) else { return nil }
+            for i in atoms.indices {
+                atoms[i].possessive = atoms[i].min == atoms[i].max || i == atoms.count - 1
+                    || (atoms[i + 1].min >= 1 && atoms[i].set.isDisjoint(with: atoms[i + 1].set))
+            }
             alternatives.append(atoms)
             let lo = atoms.reduce(0) { $0 + $1.min }
             let hi = atoms.reduce(0) { $0 > Int.max - $1.max ? Int.max : $0 + $1.max }
@@ -437,24 +444,37 @@ struct BytePattern {
             return !zip(b[r], forbiddenPrefix).allSatisfy { $0 == $1 }
         }
         for (i, atoms) in alternatives.enumerated() where lengths[i].contains(r.count) {
-            if Self.match(atoms, 0, b, r.lowerBound, r.upperBound) { return true }
+            let ok = atoms.withUnsafeBufferPointer { Self.match($0, 0, b, r.lowerBound, r.upperBound) }
+            if ok { return true }
         }
         return false
     }
 
-    static func match(_ atoms: [Atom], _ a: Int, _ b: UnsafeBufferPointer<UInt8>, _ pos: Int, _ end: Int) -> Bool {
-        if a == atoms.count { return pos == end }
-        let atom = atoms[a]
-        var k = 0
-        while k < atom.max, pos + k < end, atom.set.contains(b[pos + k]) { k += 1 }
-        if k < atom.min { return false }
-        if a == atoms.count - 1 { return pos + k == end }
-        var n = k
-        while n >= atom.min {
-            if match(atoms, a + 1, b, pos + n, end) { return true }
-            n -= 1
+    /// Matches `atoms[a...]` against `b[pos..<end]`: possessive atoms in a loop, backtracking
+    /// (by recursion) only at the atoms that may need to give bytes back.
+    static func match(
+        _ atoms: UnsafeBufferPointer<Atom>, _ first: Int, _ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int
+    ) -> Bool {
+        var a = first
+        var pos = start
+        while a < atoms.count {
+            let atom = atoms[a]
+            var k = 0
+            while k < atom.max, pos + k < end, atom.set.contains(b[pos + k]) { k += 1 }
+            if k < atom.min { return false }
+            if atom.possessive {
+                pos += k
+                a += 1
+                continue
+            }
+            var n = k
+            while n >= atom.min {
+                if match(atoms, a + 1, b, pos + n, end) { return true }
+                n -= 1
+            }
+            return false
         }
-        return false
+        return pos == end
     }
 
     /// RFC 3339 date-time as the canonical validator's expression has it:
