@@ -99,14 +99,26 @@ public final class NDJSONPublisher: Sendable {
     /// on a thread of its own, never on the cooperative pool. Reading and validating run on a
     /// second thread, handing chunks of checked lines to this one, which produces them in order.
     public func run(flushTimeout: Duration) -> Summary {
-        let queue = ChunkQueue(capacity: 4)
+        let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+        let queue = ChunkQueue(capacity: 2 * workers + 2, workers: workers)
         let unreadable = Unreadable()
-        let scanning = Thread { [self] in
-            scan(into: queue, unreadable: unreadable)
-            queue.close()
+        let reading = Thread { [self] in
+            read(into: queue, unreadable: unreadable)
+            queue.closeJobs()
         }
-        scanning.name = "publish-scan"
-        scanning.start()
+        reading.name = "publish-read"
+        reading.start()
+        for n in 0..<workers {
+            let checking = Thread { [self] in
+                var scanner = fastPath.map(EventScanner.init(schema:))
+                while let job = queue.nextJob() {
+                    queue.finish(job.sequence, check(job, scanner: &scanner))
+                }
+                queue.workerDone()
+            }
+            checking.name = "publish-check-\(n)"
+            checking.start()
+        }
 
         var fatal: KafkaError?
         while let chunk = queue.take() {
@@ -162,48 +174,67 @@ public final class NDJSONPublisher: Sendable {
         return summary
     }
 
-    /// The reading side: lines split, checked (fast path, else the canonical validator) and
-    /// handed over in chunks that own their bytes.
-    private func scan(into queue: ChunkQueue, unreadable: Unreadable) {
-        var scanner = fastPath.map(EventScanner.init(schema:))
+    /// The reading side: splits lines (blank ones skipped) and hands them over in jobs that
+    /// own their bytes; `check` validates them on the worker threads.
+    private func read(into queue: ChunkQueue, unreadable: Unreadable) {
         for (index, source) in sources.enumerated() {
             let name = source == "-" ? "stdin" : source
             let fd = source == "-" ? STDIN_FILENO : open(source, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
                 unreadable.names.withLock { $0.append(name) }
-                queue.put(Chunk(bytes: [], items: [.report("\(name): cannot open: \(String(cString: strerror(errno)))")]))
+                queue.submit(
+                    Job(bytes: [], lines: [], reports: ["\(name): cannot open: \(String(cString: strerror(errno)))"]))
                 continue
             }
             defer { if source != "-" { close(fd) } }
             var reader = LineReader(fd: fd, buffer: queue.buffer())
             var lineNumber = 0
-            var items: [Chunk.Item] = []
+            var lines: [Job.Line] = []
+            lines.reserveCapacity(2048)
             while true {
                 while let r = reader.nextInBuffer() {
                     lineNumber += 1
-                    let tag = Tag.encode(file: index, line: lineNumber)
-                    let item: Chunk.Item? = reader.buffer.withUnsafeBufferPointer { all in
-                        let line = UnsafeBufferPointer(rebasing: all[r])
-                        if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nil }
-                        if let fields = scanner?.scan(line) { return .fast(r, fields, tag) }
-                        return prepare(Array(line), tag: tag)
+                    let blank = reader.buffer.withUnsafeBufferPointer { all in
+                        all[r].allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
                     }
-                    if let item { items.append(item) }
+                    if !blank { lines.append(Job.Line(range: r, tag: Tag.encode(file: index, line: lineNumber))) }
                 }
                 if reader.atEnd || shouldStop { break }
-                if !items.isEmpty {
-                    queue.put(Chunk(bytes: reader.takeBuffer(replacement: queue.buffer()), items: items))
-                    items = []
+                if !lines.isEmpty {
+                    queue.submit(Job(bytes: reader.takeBuffer(replacement: queue.buffer()), lines: lines, reports: []))
+                    lines.removeAll(keepingCapacity: true)
                 }
                 reader.fill(shouldStop: { self.shouldStop })
             }
+            var reports: [String] = []
             if let error = reader.error {
                 unreadable.names.withLock { $0.append(name) }
-                items.append(.report("\(name):\(lineNumber + 1): read failed: \(error)"))
+                reports.append("\(name):\(lineNumber + 1): read failed: \(error)")
             }
-            if !items.isEmpty { queue.put(Chunk(bytes: reader.takeBuffer(replacement: []), items: items)) }
+            if !lines.isEmpty || !reports.isEmpty {
+                queue.submit(Job(bytes: reader.takeBuffer(replacement: []), lines: lines, reports: reports))
+            }
             if shouldStop { break }
         }
+    }
+
+    /// The checking side (one per worker thread): each line through the fast path, else the
+    /// canonical validator.
+    private func check(_ job: Job, scanner: inout EventScanner?) -> Chunk {
+        var items: [Chunk.Item] = []
+        items.reserveCapacity(job.lines.count + job.reports.count)
+        job.bytes.withUnsafeBufferPointer { all in
+            for line in job.lines {
+                let bytes = UnsafeBufferPointer(rebasing: all[line.range])
+                if let fields = scanner?.scan(bytes) {
+                    items.append(.fast(line.range, fields, line.tag))
+                } else {
+                    items.append(prepare(Array(bytes), tag: line.tag))
+                }
+            }
+        }
+        for r in job.reports { items.append(.report(r)) }
+        return Chunk(bytes: job.bytes, items: items)
     }
 
     enum Outcome {
@@ -295,40 +326,104 @@ struct Chunk: @unchecked Sendable {
     var items: [Item]
 }
 
-/// A bounded hand-over queue between two threads, with a pool of spare buffers.
+/// Lines read but not yet checked: ranges into `bytes`, with their tags.
+struct Job: Sendable {
+    struct Line: Sendable {
+        var range: Range<Int>
+        var tag: UInt64
+    }
+    var sequence = 0
+    var bytes: [UInt8]
+    var lines: [Line]
+    var reports: [String]
+}
+
+/// The hand-over between the reading thread, the checking workers and the producing thread:
+/// jobs go out in reading order, come back checked in any order, and are taken in reading
+/// order again. Bounded (the reader waits when `capacity` jobs are outstanding), with a pool
+/// of spare buffers.
 final class ChunkQueue: @unchecked Sendable {
     // @unchecked: every field is guarded by `condition`.
     private let condition = NSCondition()
-    private var chunks: [Chunk] = []
-    private var closed = false
+    private var jobs: [Job] = []
+    private var jobsHead = 0
+    private var done: [Int: Chunk] = [:]
+    private var submitted = 0
+    private var taken = 0
+    private var jobsClosed = false
+    private let workers: Int
+    private var workersDone = 0
     private var spare: [[UInt8]] = []
     private let capacity: Int
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, workers: Int) {
+        self.capacity = capacity
+        self.workers = workers
+    }
 
-    func put(_ chunk: Chunk) {
+    /// Reader: queue a job, waiting while `capacity` jobs are not yet taken by the producer.
+    func submit(_ job: Job) {
         condition.lock()
-        while chunks.count >= capacity { condition.wait() }
-        chunks.append(chunk)
+        while submitted - taken >= capacity { condition.wait() }
+        var job = job
+        job.sequence = submitted
+        submitted += 1
+        jobs.append(job)
         condition.broadcast()
         condition.unlock()
     }
 
-    /// The next chunk, or nil once closed and drained.
+    /// Reader: nothing more to read.
+    func closeJobs() {
+        condition.lock()
+        jobsClosed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Worker: the next job to check, or nil once the reader is done and the jobs are out.
+    func nextJob() -> Job? {
+        condition.lock()
+        defer { condition.unlock() }
+        while jobsHead == jobs.count && !jobsClosed { condition.wait() }
+        if jobsHead == jobs.count { return nil }
+        let job = jobs[jobsHead]
+        jobsHead += 1
+        if jobsHead == jobs.count {
+            jobs.removeAll(keepingCapacity: true)
+            jobsHead = 0
+        }
+        return job
+    }
+
+    /// Worker: the checked chunk of job `sequence`.
+    func finish(_ sequence: Int, _ chunk: Chunk) {
+        condition.lock()
+        done[sequence] = chunk
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func workerDone() {
+        condition.lock()
+        workersDone += 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Producer: the next chunk in reading order, or nil once everything is checked and taken.
     func take() -> Chunk? {
         condition.lock()
         defer { condition.unlock() }
-        while chunks.isEmpty && !closed { condition.wait() }
-        if chunks.isEmpty { return nil }
+        while done[taken] == nil {
+            let finished = jobsClosed && workersDone == workers && jobsHead == jobs.count
+            if finished { return nil }
+            condition.wait()
+        }
+        let chunk = done.removeValue(forKey: taken)!
+        taken += 1
         condition.broadcast()
-        return chunks.removeFirst()
-    }
-
-    func close() {
-        condition.lock()
-        closed = true
-        condition.broadcast()
-        condition.unlock()
+        return chunk
     }
 
     func recycle(_ buffer: [UInt8]) {
