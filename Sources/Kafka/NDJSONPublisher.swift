@@ -49,6 +49,7 @@ public final class NDJSONPublisher: Sendable {
     private let report: @Sendable (String) -> Void
     private let tally: Tally
     private let fastPath: CompiledSchema?
+    private let pinned: PinnedBuffers
     /// Set by a signal handler (or a test) to stop reading and start the bounded flush.
     public let stopRequested = Atomic<Bool>(false)
 
@@ -69,11 +70,14 @@ public final class NDJSONPublisher: Sendable {
         self.report = report
         let tally = Tally()
         self.tally = tally
+        let pinned = PinnedBuffers()
+        self.pinned = pinned
         let names = self.sources.map { $0 == "-" ? "stdin" : $0 }
         producer = try KafkaProducer(
             topic: topic, configuration: configuration, createTopic: createTopic, metadataTimeout: metadataTimeout,
-            logLevel: logLevel
+            logLevel: logLevel, pollInBackground: false
         ) { dr in
+            if let slot = Tag.slot(dr.tag) { pinned.release(slot) }
             if let error = dr.error {
                 tally.failed.add(1, ordering: .relaxed)
                 let (file, line) = Tag.decode(dr.tag)
@@ -120,8 +124,16 @@ public final class NDJSONPublisher: Sendable {
             checking.start()
         }
 
+        pinned.recycler = { queue.recycle($0) }
         var fatal: KafkaError?
-        while let chunk = queue.take() {
+        // This thread serves the delivery reports too (see `KafkaProducer.init`): between
+        // records, and while waiting for the next chunk.
+        var sinceServed = 0
+        while let chunk = queue.take(idle: { producer.serveReports() }) {
+            // Fast-path records point into the chunk's bytes instead of being copied; the bytes
+            // stay pinned until every one of them has its delivery report. With no free slot,
+            // records are copied as before.
+            let slot = pinned.pin(chunk.bytes)
             chunk.bytes.withUnsafeBufferPointer { all in
                 for item in chunk.items {
                     if case .report(let line) = item {
@@ -129,6 +141,11 @@ public final class NDJSONPublisher: Sendable {
                         continue
                     }
                     tally.read.add(1, ordering: .relaxed)
+                    sinceServed += 1
+                    if sinceServed == 64 {
+                        sinceServed = 0
+                        producer.serveReports()
+                    }
                     let tag = item.tag
                     let outcome: Outcome
                     if fatal == nil, let f = producer.fatalError {
@@ -139,7 +156,8 @@ public final class NDJSONPublisher: Sendable {
                         outcome = .notSent(fatal.description)
                     } else {
                         switch item {
-                        case .fast(let r, let fields, _): outcome = sendFast(UnsafeBufferPointer(rebasing: all[r]), fields, tag: tag)
+                        case .fast(let r, let fields, _):
+                            outcome = sendFast(UnsafeBufferPointer(rebasing: all[r]), fields, tag: tag, pinnedIn: slot)
                         case .message(let message, _): outcome = send(message, tag: tag)
                         case .rejected(let why, _): outcome = .rejected(why)
                         case .report: continue
@@ -163,7 +181,7 @@ public final class NDJSONPublisher: Sendable {
                     }
                 }
             }
-            queue.recycle(chunk.bytes)
+            if let slot { pinned.release(slot) } else { queue.recycle(chunk.bytes) }
         }
         producer.close(flushTimeout: flushTimeout)
         var summary = progress
@@ -248,7 +266,10 @@ public final class NDJSONPublisher: Sendable {
     /// attributes so consumers can filter without parsing the value).
     static let contentType = KafkaHeader("content-type", "application/cloudevents+json")
 
-    private func sendFast(_ line: UnsafeBufferPointer<UInt8>, _ f: EventScanner.Fields, tag: UInt64) -> Outcome {
+    /// `pinnedIn`: the slot holding `line`'s bytes, which then are not copied (see `PinnedBuffers`).
+    private func sendFast(
+        _ line: UnsafeBufferPointer<UInt8>, _ f: EventScanner.Fields, tag: UInt64, pinnedIn slot: Int?
+    ) -> Outcome {
         let base = UnsafeRawPointer(line.baseAddress!)
         func bytes(_ r: Range<Int>) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count)
@@ -272,7 +293,10 @@ public final class NDJSONPublisher: Sendable {
             do throws(KafkaError) {
                 let sent = try producer.send(
                     key: bytes(f.key), value: UnsafeRawBufferPointer(line),
-                    headers: UnsafeBufferPointer(rebasing: h[0..<n]), tag: tag, shouldStop: { self.shouldStop })
+                    headers: UnsafeBufferPointer(rebasing: h[0..<n]), tag: slot.map { Tag.pinned(tag, slot: $0) } ?? tag,
+                    copy: slot == nil, shouldStop: { self.shouldStop })
+                // The slot's count can only reach zero after this: the producer holds it too.
+                if sent, let slot { pinned.retain(slot) }
                 return sent ? .sent : .notSent("stopped while the producer queue was full")
             } catch {
                 return error.isFatal ? .fatal(error) : .notSent(error.description)
@@ -412,13 +436,18 @@ final class ChunkQueue: @unchecked Sendable {
     }
 
     /// Producer: the next chunk in reading order, or nil once everything is checked and taken.
-    func take() -> Chunk? {
+    /// While waiting, calls `idle` every 50 ms (outside the lock).
+    func take(idle: () -> Void) -> Chunk? {
         condition.lock()
         defer { condition.unlock() }
         while done[taken] == nil {
             let finished = jobsClosed && workersDone == workers && jobsHead == jobs.count
             if finished { return nil }
-            condition.wait()
+            if !condition.wait(until: Date(timeIntervalSinceNow: 0.05)) {
+                condition.unlock()
+                idle()
+                condition.lock()
+            }
         }
         let chunk = done.removeValue(forKey: taken)!
         taken += 1
@@ -451,11 +480,60 @@ final class Tally: Sendable {
     let failed = Atomic<Int>(0)
 }
 
-/// A message's tag: the source index in the top 24 bits, the line number below, so a delivery
-/// report names its input line without a lookup table.
+/// A message's tag: the source index in the top 16 bits, then 8 bits for the `PinnedBuffers`
+/// slot plus one (0: the value was copied), the line number in the low 40, so a delivery report
+/// names its input line (and frees its bytes) without a lookup table.
 enum Tag {
-    static func encode(file: Int, line: Int) -> UInt64 { UInt64(file) << 40 | UInt64(line) }
-    static func decode(_ tag: UInt64) -> (file: Int, line: Int) { (Int(tag >> 40), Int(tag & (1 << 40 - 1))) }
+    static func encode(file: Int, line: Int) -> UInt64 { UInt64(file) << 48 | UInt64(line) }
+    static func decode(_ tag: UInt64) -> (file: Int, line: Int) { (Int(tag >> 48), Int(tag & (1 << 40 - 1))) }
+    static func pinned(_ tag: UInt64, slot: Int) -> UInt64 { tag | UInt64(slot + 1) << 40 }
+    static func slot(_ tag: UInt64) -> Int? {
+        let s = Int(tag >> 40 & 0xFF)
+        return s == 0 ? nil : s - 1
+    }
+}
+
+/// Chunk buffers that records point into (produced without RD_KAFKA_MSG_F_COPY): a slot holds
+/// a buffer and counts the records not yet reported plus the producer's own hold; at zero the
+/// buffer goes back to the reader's pool. Saves librdkafka a large allocation and a copy per
+/// record. A bounded number of slots: when none is free, records are copied instead.
+final class PinnedBuffers: @unchecked Sendable {
+    // @unchecked: every field is guarded by `lock`.
+    static let slots = 255
+    private let lock = NSLock()
+    private var buffers: [[UInt8]?] = Array(repeating: nil, count: PinnedBuffers.slots)
+    private var counts = [Int](repeating: 0, count: PinnedBuffers.slots)
+    private var free = Array((0..<PinnedBuffers.slots).reversed())
+    private var _recycler: (@Sendable ([UInt8]) -> Void)?
+
+    /// Where released buffers go (the reader's pool).
+    var recycler: (@Sendable ([UInt8]) -> Void)? {
+        get { lock.withLock { _recycler } }
+        set { lock.withLock { _recycler = newValue } }
+    }
+
+    /// A slot holding `bytes` with the caller's hold (count 1), or nil when none is free.
+    func pin(_ bytes: [UInt8]) -> Int? {
+        lock.withLock {
+            guard let slot = free.popLast() else { return nil }
+            buffers[slot] = bytes
+            counts[slot] = 1
+            return slot
+        }
+    }
+
+    func retain(_ slot: Int) { lock.withLock { counts[slot] += 1 } }
+
+    func release(_ slot: Int) {
+        let done: ([UInt8], (@Sendable ([UInt8]) -> Void)?)? = lock.withLock {
+            counts[slot] -= 1
+            guard counts[slot] == 0, let bytes = buffers[slot] else { return nil }
+            buffers[slot] = nil
+            free.append(slot)
+            return (bytes, _recycler)
+        }
+        if let (bytes, recycle) = done { recycle?(bytes) }
+    }
 }
 
 /// Lines from a file descriptor, read in large blocks. Waits for input with `poll` in short
