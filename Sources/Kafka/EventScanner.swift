@@ -32,17 +32,21 @@ public struct EventScanner {
         let parsed = parser.parseDocument()
         swap(&tokens, &parser.tokens)
         guard parsed, tokens.first?.kind == .object else { return nil }
-        let tape = Tape(bytes: line, tokens: tokens)
-        guard schema.root.verdict(tape, 0) == .valid else { return nil }
-        guard let hem = tape.member(0, "data").flatMap({ tape.member($0, "hem") }) ?? tape.member(0, "subject"),
-            tape.tokens[hem].kind == .string
-        else { return nil }
-        func range(_ name: StaticString) -> Range<Int>? {
-            guard let t = tape.member(0, name), tape.tokens[t].kind == .string else { return nil }
-            return tape.tokens[t].range
+        return tokens.withUnsafeBufferPointer { tokens in
+            // The tape borrows the tokens: no array to retain on every rule's call.
+            let tape = Tape(bytes: line, tokens: tokens)
+            guard schema.root.verdict(tape, 0) == .valid else { return nil }
+            guard
+                let hem = tape.member(0, "data").flatMap({ tape.member($0, "hem") }) ?? tape.member(0, "subject"),
+                tape.tokens[hem].kind == .string
+            else { return nil }
+            func range(_ name: StaticString) -> Range<Int>? {
+                guard let t = tape.member(0, name), tape.tokens[t].kind == .string else { return nil }
+                return tape.tokens[t].range
+            }
+            return Fields(
+                key: tape.tokens[hem].range, id: range("id"), type: range("type"), specversion: range("specversion"))
         }
-        return Fields(
-            key: tape.tokens[hem].range, id: range("id"), type: range("type"), specversion: range("specversion"))
     }
 }
 
@@ -71,7 +75,7 @@ struct Token {
 
 struct Tape {
     let bytes: UnsafeBufferPointer<UInt8>
-    let tokens: [Token]
+    let tokens: UnsafeBufferPointer<Token>
 
     func equals(_ t: Int, _ literal: [UInt8]) -> Bool {
         let tok = tokens[t]
