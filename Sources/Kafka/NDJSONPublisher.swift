@@ -129,7 +129,7 @@ public final class NDJSONPublisher: Sendable {
         // This thread serves the delivery reports too (see `KafkaProducer.init`): between
         // records, and while waiting for the next chunk.
         var sinceServed = 0
-        while let chunk = queue.take(idle: { producer.serveReports() }) {
+        while var chunk = queue.take(idle: { producer.serveReports() }) {
             // Fast-path records point into the chunk's bytes instead of being copied; the bytes
             // stay pinned until every one of them has its delivery report. With no free slot,
             // records are copied as before.
@@ -181,7 +181,13 @@ public final class NDJSONPublisher: Sendable {
                     }
                 }
             }
-            if let slot { pinned.release(slot) } else { queue.recycle(chunk.bytes) }
+            // Drop this reference first, so the reader gets the buffer back unshared (no copy).
+            if let slot {
+                chunk.bytes = []
+                pinned.release(slot)
+            } else {
+                queue.recycle(chunk.bytes)
+            }
         }
         producer.close(flushTimeout: flushTimeout)
         var summary = progress
@@ -412,6 +418,7 @@ final class ChunkQueue: @unchecked Sendable {
         while jobsHead == jobs.count && !jobsClosed { condition.wait() }
         if jobsHead == jobs.count { return nil }
         let job = jobs[jobsHead]
+        jobs[jobsHead] = Job(bytes: [], lines: [], reports: [])  // no lingering reference to its buffer
         jobsHead += 1
         if jobsHead == jobs.count {
             jobs.removeAll(keepingCapacity: true)
