@@ -103,7 +103,9 @@ public final class NDJSONPublisher: Sendable {
     /// on a thread of its own, never on the cooperative pool. Reading and validating run on a
     /// second thread, handing chunks of checked lines to this one, which produces them in order.
     public func run(flushTimeout: Duration) -> Summary {
-        let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+        // One core is left to the producing thread and librdkafka's broker thread, which now
+        // take as much as checking does: on 2 cores one worker was as fast, for less CPU.
+        let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount - 1))
         let queue = ChunkQueue(capacity: 2 * workers + 2, workers: workers)
         let unreadable = Unreadable()
         let reading = Thread { [self] in
