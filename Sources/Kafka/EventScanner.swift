@@ -464,7 +464,19 @@ struct BytePattern {
         while a < atoms.count {
             let atom = atoms[a]
             var k = 0
-            while k < atom.max, pos + k < end, atom.set.contains(b[pos + k]) { k += 1 }
+            let limit = Swift.min(atom.max, end - pos)
+            if atom.set.w2 | atom.set.w3 == 0 {
+                // An ASCII-only set (every pattern here): one word select per byte; a byte of
+                // 0x80 or more is never in it.
+                let (w0, w1) = (atom.set.w0, atom.set.w1)
+                while k < limit {
+                    let c = b[pos + k]
+                    if c >= 0x80 || (c < 64 ? w0 : w1) & (1 &<< UInt64(c & 63)) == 0 { break }
+                    k += 1
+                }
+            } else {
+                while k < limit, atom.set.contains(b[pos + k]) { k += 1 }
+            }
             if k < atom.min { return false }
             if atom.possessive {
                 pos += k
