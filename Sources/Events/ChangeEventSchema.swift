@@ -7,8 +7,12 @@ import Schemas
 public struct ChangeEventSchema: Sendable {
     public static let path = "events/change-event.v1.json"
     public let root: JSON
+    private let patterns: PatternCache
 
-    public init(root: JSON) { self.root = root }
+    public init(root: JSON) {
+        self.root = root
+        patterns = PatternCache(root)
+    }
 
     /// Loads the schema through `SchemaFiles` (embedded copy, or `HEMSTREAM_SCHEMAS`).
     public static func load() throws -> ChangeEventSchema {
@@ -64,7 +68,7 @@ public struct ChangeEventSchema: Sendable {
         if case .string(let str) = value {
             if let min = s["minLength"]?.intValue, str.count < min { out.append("\(name(path)): shorter than \(min) characters") }
             if let p = s["pattern"]?.stringValue {
-                if let re = try? Regex(p) {
+                if let re = patterns.regexes[p] {
                     if str.firstMatch(of: re) == nil { out.append("\(name(path)): does not match pattern \(p)") }
                 } else { out.append("\(name(path)): schema pattern \(p) does not compile") }
             }
@@ -109,8 +113,31 @@ public struct ChangeEventSchema: Sendable {
     }
 
     /// RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-    static func isDateTime(_ s: String) -> Bool {
-        let re = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/
-        return s.wholeMatch(of: re) != nil
+    static func isDateTime(_ s: String) -> Bool { s.wholeMatch(of: dateTime) != nil }
+
+    // nonisolated(unsafe): a compiled Regex is only read when matching.
+    nonisolated(unsafe) private static let dateTime =
+        /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/
+}
+
+/// Every `pattern` of a schema compiled once (a pattern that does not compile is absent), so
+/// `validate` does not build a Regex per check.
+private final class PatternCache: @unchecked Sendable {
+    // @unchecked: filled in init, then only read; matching does not change a Regex.
+    let regexes: [String: Regex<AnyRegexOutput>]
+
+    init(_ schema: JSON) {
+        var found: [String: Regex<AnyRegexOutput>] = [:]
+        func walk(_ node: JSON) {
+            switch node {
+            case .object(let members):
+                if let p = members["pattern"]?.stringValue, found[p] == nil, let re = try? Regex(p) { found[p] = re }
+                for v in members.values { walk(v) }
+            case .array(let items): for v in items { walk(v) }
+            default: break
+            }
+        }
+        walk(schema)
+        regexes = found
     }
 }

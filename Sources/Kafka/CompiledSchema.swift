@@ -19,40 +19,128 @@ public final class CompiledSchema: Sendable {
 }
 
 final class Node: @unchecked Sendable {
-    // @unchecked: built once in `compile` (refs filled in before the schema is used), then only read.
-    var boolean: Bool?
-    var ref: Node?
-    var types: [String]?
-    var const: JSON?
-    var enumValues: [JSON]?
-    var minLength: Int?
-    var pattern: Pattern?
-    var dateTime = false
-    var required: [String] = []
-    var properties: [String: Node] = [:]
-    var forbidsAdditional = false
-    var additional: Node?
-    var minItems: Int?
-    var items: Node?
-    var allOf: [Node] = []
-    var anyOf: [Node]?
-    var oneOf: [Node]?
-    var ifNode: Node?
-    var thenNode: Node?
-    var elseNode: Node?
+    // @unchecked: built once in `compile` (`ref` filled in before the schema is used), then only read.
+
+    /// What `compile` gathers before the node is built (every rule is a `let` on the node, so the
+    /// hot path reads them without retains or exclusivity checks).
+    struct Spec {
+        var boolean: Bool?
+        var ref: Node?
+        var types: [String]?
+        var const: JSON?
+        var enumValues: [JSON]?
+        var minLength: Int?
+        var pattern: Pattern?
+        var dateTime = false
+        var required: [String] = []
+        var properties: [String: Node] = [:]
+        var forbidsAdditional = false
+        var additional: Node?
+        var minItems: Int?
+        var items: Node?
+        var allOf: [Node] = []
+        var anyOf: [Node]?
+        var oneOf: [Node]?
+        var ifNode: Node?
+        var thenNode: Node?
+        var elseNode: Node?
+        /// A keyword this compiler does not know makes the node answer "not sure".
+        var unsupported = false
+        // The same rules in byte form, for `EventScanner`'s tape.
+        var bytePattern: BytePattern?
+        var propertyList: [(key: [UInt8], node: Node)] = []
+        var propertyHashes: [UInt32] = []
+        var requiredIndexes: [Int] = []
+        var requiredOther: [[UInt8]] = []
+        /// Allowed token kinds as bits (1 << rawValue); nil when `type` is absent.
+        var kindMask: UInt8?
+        /// `const` and `enum` in byte form when they are all strings (else compared as JSON).
+        var constBytes: [UInt8]?
+        var enumBytes: [[UInt8]]?
+    }
+
+    let boolean: Bool?
+    var ref: Node? { didSet { uRef = ref.map { Unmanaged.passUnretained($0) } } }
+    // The children again, unretained, for the tape's hot path (the fields above keep them alive).
+    private(set) var uRef: Unmanaged<Node>?
+    let uProperties: [Unmanaged<Node>]
+    let uAdditional: Unmanaged<Node>?
+    let uItems: Unmanaged<Node>?
+    let uAllOf: [Unmanaged<Node>]
+    let uIf: Unmanaged<Node>?
+    let uThen: Unmanaged<Node>?
+    let uElse: Unmanaged<Node>?
+    let types: [String]?
+    let const: JSON?
+    let enumValues: [JSON]?
+    let minLength: Int?
+    let pattern: Pattern?
+    let dateTime: Bool
+    let required: [String]
+    let properties: [String: Node]
+    let forbidsAdditional: Bool
+    let additional: Node?
+    let minItems: Int?
+    let items: Node?
+    let allOf: [Node]
+    let anyOf: [Node]?
+    let oneOf: [Node]?
+    let ifNode: Node?
+    let thenNode: Node?
+    let elseNode: Node?
     /// A keyword this compiler does not know makes the node answer "not sure".
-    var unsupported = false
+    let unsupported: Bool
     // The same rules in byte form, for `EventScanner`'s tape.
-    var bytePattern: BytePattern?
-    var propertyList: [(key: [UInt8], node: Node)] = []
-    var propertyHashes: [UInt32] = []
-    var requiredIndexes: [Int] = []
-    var requiredOther: [[UInt8]] = []
+    let bytePattern: BytePattern?
+    let propertyList: [(key: [UInt8], node: Node)]
+    let propertyHashes: [UInt32]
+    let requiredIndexes: [Int]
+    let requiredOther: [[UInt8]]
     /// Allowed token kinds as bits (1 << rawValue); nil when `type` is absent.
-    var kindMask: UInt8?
+    let kindMask: UInt8?
     /// `const` and `enum` in byte form when they are all strings (else compared as JSON).
-    var constBytes: [UInt8]?
-    var enumBytes: [[UInt8]]?
+    let constBytes: [UInt8]?
+    let enumBytes: [[UInt8]]?
+
+    init(_ s: Spec) {
+        boolean = s.boolean
+        types = s.types
+        const = s.const
+        enumValues = s.enumValues
+        minLength = s.minLength
+        pattern = s.pattern
+        dateTime = s.dateTime
+        required = s.required
+        properties = s.properties
+        forbidsAdditional = s.forbidsAdditional
+        additional = s.additional
+        minItems = s.minItems
+        items = s.items
+        allOf = s.allOf
+        anyOf = s.anyOf
+        oneOf = s.oneOf
+        ifNode = s.ifNode
+        thenNode = s.thenNode
+        elseNode = s.elseNode
+        unsupported = s.unsupported
+        bytePattern = s.bytePattern
+        propertyList = s.propertyList
+        propertyHashes = s.propertyHashes
+        requiredIndexes = s.requiredIndexes
+        requiredOther = s.requiredOther
+        kindMask = s.kindMask
+        constBytes = s.constBytes
+        enumBytes = s.enumBytes
+        ref = s.ref
+        uRef = s.ref.map { Unmanaged.passUnretained($0) }
+        uProperties = s.propertyList.map { Unmanaged.passUnretained($0.node) }
+        uAdditional = s.additional.map { Unmanaged.passUnretained($0) }
+        uItems = s.items.map { Unmanaged.passUnretained($0) }
+        uAllOf = s.allOf.map { Unmanaged.passUnretained($0) }
+        uIf = s.ifNode.map { Unmanaged.passUnretained($0) }
+        uThen = s.thenNode.map { Unmanaged.passUnretained($0) }
+        uElse = s.elseNode.map { Unmanaged.passUnretained($0) }
+    }
 
     static let known: Set<String> = [
         "$schema", "$id", "title", "description", "$defs", "$ref", "type", "const", "enum", "minLength", "pattern",
@@ -61,12 +149,12 @@ final class Node: @unchecked Sendable {
     ]
 
     static func compile(_ schema: JSON, root: JSON, refs: inout [String: Node]) -> Node {
-        let n = Node()
+        var n = Spec()
         if case .bool(let b) = schema {
             n.boolean = b
-            return n
+            return Node(n)
         }
-        guard case .object(let s) = schema else { return n }
+        guard case .object(let s) = schema else { return Node(n) }
         if s.keys.contains(where: { !known.contains($0) }) { n.unsupported = true }
         if let r = s["$ref"]?.stringValue {
             if let done = refs[r] {
@@ -75,7 +163,7 @@ final class Node: @unchecked Sendable {
                 var target: JSON? = root
                 for part in r.dropFirst(2).split(separator: "/") { target = target?[String(part)] }
                 if let target {
-                    let placeholder = Node()
+                    let placeholder = Node(Spec())
                     refs[r] = placeholder
                     let compiled = compile(target, root: root, refs: &refs)
                     placeholder.ref = compiled
@@ -134,7 +222,7 @@ final class Node: @unchecked Sendable {
             n.thenNode = s["then"].map { compile($0, root: root, refs: &refs) }
             n.elseNode = s["else"].map { compile($0, root: root, refs: &refs) }
         }
-        return n
+        return Node(n)
     }
 
     static func typeName(_ v: JSON) -> String {
@@ -252,6 +340,13 @@ extension Node {
         }
     }
 
+    /// A child's verdict without retaining it: the schema outlives every check, and retains of
+    /// shared nodes from several worker threads fight over the same cache lines.
+    @inline(__always)
+    static func unretained(_ node: Unmanaged<Node>, _ tape: Tape, _ t: Int) -> Verdict {
+        node._withUnsafeGuaranteedRef { $0.verdict(tape, t) }
+    }
+
     /// `verdict(_:)` on the tape: the same rules, read from bytes.
     func verdict(_ tape: Tape, _ t: Int) -> Verdict {
         if unsupported { return .unsure }
@@ -262,7 +357,7 @@ extension Node {
             if v == .unsure { result = .unsure }
             return v == .invalid
         }
-        if let ref, rule(ref.verdict(tape, t)) { return result }
+        if let uRef, rule(Node.unretained(uRef, tape, t)) { return result }
         let tok = tape.tokens[t]
         if let kindMask, kindMask & (1 << tok.kind.rawValue) == 0 { return .invalid }
         if let constBytes {
@@ -289,7 +384,7 @@ extension Node {
                 for i in 0..<propertyList.count {
                     let m = tape.member(t, hash: propertyHashes[i], key: propertyList[i].key)
                     if let m {
-                        if rule(propertyList[i].node.verdict(tape, m)) { return result }
+                        if rule(Node.unretained(uProperties[i], tape, m)) { return result }
                     } else if requiredIndexes.contains(i) {
                         return .invalid
                     }
@@ -303,10 +398,10 @@ extension Node {
                     if let index = propertyIndex(tape, k, from: cursor) {
                         cursor = index + 1
                         seen |= 1 << index
-                        if rule(propertyList[index].node.verdict(tape, v)) { return result }
+                        if rule(Node.unretained(uProperties[index], tape, v)) { return result }
                     } else if forbidsAdditional {
                         return .invalid
-                    } else if let additional, rule(additional.verdict(tape, v)) {
+                    } else if let uAdditional, rule(Node.unretained(uAdditional, tape, v)) {
                         return result
                     }
                     k = Int(tape.tokens[v].next)
@@ -324,16 +419,16 @@ extension Node {
             }
         case .array:
             if let minItems, Int(tok.count) < minItems { return .invalid }
-            if let items {
+            if let uItems {
                 var e = t + 1
                 for _ in 0..<tok.count {
-                    if rule(items.verdict(tape, e)) { return result }
+                    if rule(Node.unretained(uItems, tape, e)) { return result }
                     e = Int(tape.tokens[e].next)
                 }
             }
         default: break
         }
-        for sub in allOf where rule(sub.verdict(tape, t)) { return result }
+        for sub in uAllOf where rule(Node.unretained(sub, tape, t)) { return result }
         if let anyOf {
             let vs = anyOf.map { $0.verdict(tape, t) }
             if rule(vs.contains(.valid) ? .valid : vs.contains(.unsure) ? .unsure : .invalid) { return result }
@@ -343,10 +438,10 @@ extension Node {
             let v: Verdict = vs.contains(.unsure) ? .unsure : vs.filter { $0 == .valid }.count == 1 ? .valid : .invalid
             if rule(v) { return result }
         }
-        if let ifNode {
-            switch ifNode.verdict(tape, t) {
-            case .valid: if let thenNode, rule(thenNode.verdict(tape, t)) { return result }
-            case .invalid: if let elseNode, rule(elseNode.verdict(tape, t)) { return result }
+        if let uIf {
+            switch Node.unretained(uIf, tape, t) {
+            case .valid: if let uThen, rule(Node.unretained(uThen, tape, t)) { return result }
+            case .invalid: if let uElse, rule(Node.unretained(uElse, tape, t)) { return result }
             case .unsure: result = .unsure
             }
         }

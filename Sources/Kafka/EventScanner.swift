@@ -32,26 +32,41 @@ public struct EventScanner {
         let parsed = parser.parseDocument()
         swap(&tokens, &parser.tokens)
         guard parsed, tokens.first?.kind == .object else { return nil }
-        let tape = Tape(bytes: line, tokens: tokens)
-        guard schema.root.verdict(tape, 0) == .valid else { return nil }
-        guard let hem = tape.member(0, "data").flatMap({ tape.member($0, "hem") }) ?? tape.member(0, "subject"),
-            tape.tokens[hem].kind == .string
-        else { return nil }
-        func range(_ name: StaticString) -> Range<Int>? {
-            guard let t = tape.member(0, name), tape.tokens[t].kind == .string else { return nil }
-            return tape.tokens[t].range
+        return tokens.withUnsafeBufferPointer { tokens in
+            // The tape borrows the tokens: no array to retain on every rule's call.
+            let tape = Tape(bytes: line, tokens: tokens)
+            guard schema.root.verdict(tape, 0) == .valid else { return nil }
+            guard
+                let hem = tape.member(0, "data").flatMap({ tape.member($0, "hem") }) ?? tape.member(0, "subject"),
+                tape.tokens[hem].kind == .string
+            else { return nil }
+            func range(_ name: StaticString) -> Range<Int>? {
+                guard let t = tape.member(0, name), tape.tokens[t].kind == .string else { return nil }
+                return tape.tokens[t].range
+            }
+            return Fields(
+                key: tape.tokens[hem].range, id: range("id"), type: range("type"), specversion: range("specversion"))
         }
-        return Fields(
-            key: tape.tokens[hem].range, id: range("id"), type: range("type"), specversion: range("specversion"))
     }
 }
 
-/// FNV-1a of a key's bytes.
+/// A key's hash, only ever a prefilter before comparing bytes: the length with the first and
+/// last eight bytes (or all of a shorter key), mixed. Byte-at-a-time FNV-1a was a chain of
+/// dependent multiplies, most of the parser's time on keys.
 @inline(__always)
 func keyHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
-    var h: UInt32 = 2_166_136_261
-    for b in bytes { h = (h ^ UInt32(b)) &* 16_777_619 }
-    return h
+    let n = bytes.count
+    var x = UInt64(n) &* 0x9E37_79B9_7F4A_7C15
+    if n >= 8 {
+        let raw = UnsafeRawPointer(bytes.baseAddress!)
+        x ^= raw.loadUnaligned(as: UInt64.self)
+        x = (x ^ (x >> 31)) &* 0xBF58_476D_1CE4_E5B9
+        x ^= raw.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+    } else {
+        for b in bytes { x = x << 8 | UInt64(b) }
+    }
+    x = (x ^ (x >> 29)) &* 0x94D0_49BB_1331_11EB
+    return UInt32(truncatingIfNeeded: x >> 32)
 }
 
 enum TokenKind: UInt8 { case null, bool, integer, number, string, object, array }
@@ -71,7 +86,7 @@ struct Token {
 
 struct Tape {
     let bytes: UnsafeBufferPointer<UInt8>
-    let tokens: [Token]
+    let tokens: UnsafeBufferPointer<Token>
 
     func equals(_ t: Int, _ literal: [UInt8]) -> Bool {
         let tok = tokens[t]
@@ -274,6 +289,9 @@ struct BytePattern {
         var set: ByteSet
         var min: Int
         var max: Int
+        /// Greedy is the only way: the next atom needs a byte this one cannot take (or there is
+        /// none), so giving bytes back can never help; the match goes on without backtracking.
+        var possessive = false
     }
 
     /// 256 bits, one per byte value.
@@ -290,14 +308,14 @@ struct BytePattern {
                 }
             }
         }
+        func isDisjoint(with o: ByteSet) -> Bool {
+            w0 & o.w0 == 0 && w1 & o.w1 == 0 && w2 & o.w2 == 0 && w3 & o.w3 == 0
+        }
         @inline(__always) func contains(_ b: UInt8) -> Bool {
-            let bit = UInt64(1) << UInt64(b & 63)
-            switch b >> 6 {
-            case 0: return w0 & bit != 0
-            case 1: return w1 & bit != 0
-            case 2: return w2 & bit != 0
-            default: return w3 & bit != 0
-            }
+            // Selects without a jump table (a per-byte indirect jump cost more than the test).
+            let lo = b < 64 ? w0 : w1
+            let hi = b < 192 ? w2 : w3
+            return (b < 128 ? lo : hi) & (UInt64(1) << UInt64(b & 63)) != 0
         }
     }
     var alternatives: [[Atom]] = []
@@ -326,7 +344,11 @@ struct BytePattern {
             parts[parts.count - 1].append(c)
         }
         for part in parts {
-            guard let atoms = Self.sequence(part) else { return nil }
+            guard var atoms = Self.sequence(part) else { return nil }
+            for i in atoms.indices {
+                atoms[i].possessive = atoms[i].min == atoms[i].max || i == atoms.count - 1
+                    || (atoms[i + 1].min >= 1 && atoms[i].set.isDisjoint(with: atoms[i + 1].set))
+            }
             alternatives.append(atoms)
             let lo = atoms.reduce(0) { $0 + $1.min }
             let hi = atoms.reduce(0) { $0 > Int.max - $1.max ? Int.max : $0 + $1.max }
@@ -437,24 +459,49 @@ struct BytePattern {
             return !zip(b[r], forbiddenPrefix).allSatisfy { $0 == $1 }
         }
         for (i, atoms) in alternatives.enumerated() where lengths[i].contains(r.count) {
-            if Self.match(atoms, 0, b, r.lowerBound, r.upperBound) { return true }
+            let ok = atoms.withUnsafeBufferPointer { Self.match($0, 0, b, r.lowerBound, r.upperBound) }
+            if ok { return true }
         }
         return false
     }
 
-    static func match(_ atoms: [Atom], _ a: Int, _ b: UnsafeBufferPointer<UInt8>, _ pos: Int, _ end: Int) -> Bool {
-        if a == atoms.count { return pos == end }
-        let atom = atoms[a]
-        var k = 0
-        while k < atom.max, pos + k < end, atom.set.contains(b[pos + k]) { k += 1 }
-        if k < atom.min { return false }
-        if a == atoms.count - 1 { return pos + k == end }
-        var n = k
-        while n >= atom.min {
-            if match(atoms, a + 1, b, pos + n, end) { return true }
-            n -= 1
+    /// Matches `atoms[a...]` against `b[pos..<end]`: possessive atoms in a loop, backtracking
+    /// (by recursion) only at the atoms that may need to give bytes back.
+    static func match(
+        _ atoms: UnsafeBufferPointer<Atom>, _ first: Int, _ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int
+    ) -> Bool {
+        var a = first
+        var pos = start
+        while a < atoms.count {
+            let atom = atoms[a]
+            var k = 0
+            let limit = Swift.min(atom.max, end - pos)
+            if atom.set.w2 | atom.set.w3 == 0 {
+                // An ASCII-only set (every pattern here): one word select per byte; a byte of
+                // 0x80 or more is never in it.
+                let (w0, w1) = (atom.set.w0, atom.set.w1)
+                while k < limit {
+                    let c = b[pos + k]
+                    if c >= 0x80 || (c < 64 ? w0 : w1) & (1 &<< UInt64(c & 63)) == 0 { break }
+                    k += 1
+                }
+            } else {
+                while k < limit, atom.set.contains(b[pos + k]) { k += 1 }
+            }
+            if k < atom.min { return false }
+            if atom.possessive {
+                pos += k
+                a += 1
+                continue
+            }
+            var n = k
+            while n >= atom.min {
+                if match(atoms, a + 1, b, pos + n, end) { return true }
+                n -= 1
+            }
+            return false
         }
-        return false
+        return pos == end
     }
 
     /// RFC 3339 date-time as the canonical validator's expression has it:

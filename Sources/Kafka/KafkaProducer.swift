@@ -3,7 +3,8 @@ import Foundation
 import Synchronization
 
 /// A producer for one topic. Messages are enqueued with `send` and their delivery reports come
-/// back, tagged, through `onDelivery` on a dedicated poll thread (never the cooperative pool).
+/// back, tagged, through `onDelivery` on a dedicated poll thread (never the cooperative pool),
+/// or, with `pollInBackground: false`, on the thread that calls `send`/`serveReports`/`close`.
 /// `close` flushes within a bound and fails, by report, whatever is still unacknowledged.
 public final class KafkaProducer: @unchecked Sendable {
     // @unchecked: `topicHandle` is an rd_kafka_topic_t, which librdkafka documents as usable
@@ -14,15 +15,17 @@ public final class KafkaProducer: @unchecked Sendable {
     public let partitionCount: Int
     let client: RDKafkaClient
     let topicHandle: OpaquePointer
-    private let poller: PollThread
+    private let poller: PollThread?
 
     /// Creates the client, checks through metadata (within `metadataTimeout`) that the topic
     /// exists, creating it first when `createTopic` is set, and starts the poll thread.
     /// `logLevel` (syslog levels, 0-7) lets librdkafka's own log lines through to stderr; -1
-    /// keeps them quiet.
+    /// keeps them quiet. `pollInBackground: false` leaves serving reports (and errors) to the
+    /// caller's one sending thread, as kcat does: librdkafka then frees each message on the
+    /// thread that allocated it, which glibc's malloc does much faster.
     public init(
         topic: String, configuration: KafkaConfiguration, createTopic: Bool = false,
-        metadataTimeout: Duration = .seconds(10), logLevel: Int32 = -1,
+        metadataTimeout: Duration = .seconds(10), logLevel: Int32 = -1, pollInBackground: Bool = true,
         onDelivery: @escaping @Sendable (KafkaDeliveryReport) -> Void
     ) throws(KafkaError) {
         self.topic = topic
@@ -37,17 +40,27 @@ public final class KafkaProducer: @unchecked Sendable {
             throw KafkaError(rd_kafka_last_error(), context: "topic \(topic)")
         }
         topicHandle = rkt
-        poller = PollThread(client: client)
+        poller = pollInBackground ? PollThread(client: client) : nil
     }
 
     deinit {
-        poller.stop()
+        poller?.stop()
         rd_kafka_topic_destroy(topicHandle)
     }
 
     /// The fatal error librdkafka raised (the idempotent producer can no longer guarantee
     /// ordering or delivery), if any. After one the producer must stop.
-    public var fatalError: KafkaError? { client.context.fatalError.withLock { $0 } }
+    /// Asked of librdkafka directly too, so it is known before any callback has been served.
+    public var fatalError: KafkaError? {
+        if let known = client.context.fatalError.withLock({ $0 }) { return known }
+        guard rd_kafka_fatal_error(client.handle, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        var buf = [CChar](repeating: 0, count: 512)
+        let error = KafkaError(rd_kafka_fatal_error(client.handle, &buf, buf.count), context: cString(buf), isFatal: true)
+        return client.context.fatalError.withLock { known in
+            if known == nil { known = error }
+            return known
+        }
+    }
 
     /// Cluster metadata, bounded by `timeout`. An unreachable cluster is an error that names the
     /// brokers and what librdkafka last reported about them.
@@ -111,22 +124,24 @@ public final class KafkaProducer: @unchecked Sendable {
             guard err == RD_KAFKA_RESP_ERR__QUEUE_FULL else { throw KafkaError(err) }
             if shouldStop() { return false }
             if let fatal = fatalError { throw fatal }
-            usleep(500)
+            if poller == nil { client.poll(timeoutMs: 1) } else { usleep(500) }
         }
     }
 
     /// `send` for bytes the caller holds (no intermediate arrays): the hot path of `publish`.
+    /// With `copy: false` librdkafka keeps pointing at `value` (key and headers are always
+    /// copied): the caller must keep those bytes alive and unchanged until the delivery report.
     public func send(
         key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, headers: UnsafeBufferPointer<KafkaRawHeader>,
-        tag: UInt64, shouldStop: () -> Bool = { false }
+        tag: UInt64, copy: Bool = true, shouldStop: () -> Bool = { false }
     ) throws(KafkaError) -> Bool {
         while true {
-            let err = client.produce(topic: topicHandle, key: key, value: value, headers: headers, tag: tag)
+            let err = client.produce(topic: topicHandle, key: key, value: value, headers: headers, tag: tag, copy: copy)
             if !err.isError { return true }
             guard err == RD_KAFKA_RESP_ERR__QUEUE_FULL else { throw KafkaError(err) }
             if shouldStop() { return false }
             if let fatal = fatalError { throw fatal }
-            usleep(500)
+            if poller == nil { client.poll(timeoutMs: 1) } else { usleep(500) }
         }
     }
 
@@ -157,8 +172,13 @@ public final class KafkaProducer: @unchecked Sendable {
                 client.poll(timeoutMs: 50)
             }
         }
-        poller.stop()
+        poller?.stop()
+        if poller == nil { client.poll(timeoutMs: 0) }
     }
+
+    /// Serves delivery reports and errors that are ready, waiting up to `timeoutMs` for one.
+    /// Needed (regularly) only without the background poll thread.
+    public func serveReports(timeoutMs: Int32 = 0) { client.poll(timeoutMs: timeoutMs) }
 }
 
 /// Serves librdkafka's callbacks on a thread of its own until stopped.

@@ -49,6 +49,7 @@ public final class NDJSONPublisher: Sendable {
     private let report: @Sendable (String) -> Void
     private let tally: Tally
     private let fastPath: CompiledSchema?
+    private let pinned: PinnedBuffers
     /// Set by a signal handler (or a test) to stop reading and start the bounded flush.
     public let stopRequested = Atomic<Bool>(false)
 
@@ -69,11 +70,14 @@ public final class NDJSONPublisher: Sendable {
         self.report = report
         let tally = Tally()
         self.tally = tally
+        let pinned = PinnedBuffers()
+        self.pinned = pinned
         let names = self.sources.map { $0 == "-" ? "stdin" : $0 }
         producer = try KafkaProducer(
             topic: topic, configuration: configuration, createTopic: createTopic, metadataTimeout: metadataTimeout,
-            logLevel: logLevel
+            logLevel: logLevel, pollInBackground: false
         ) { dr in
+            if let slot = Tag.slot(dr.tag) { pinned.release(slot) }
             if let error = dr.error {
                 tally.failed.add(1, ordering: .relaxed)
                 let (file, line) = Tag.decode(dr.tag)
@@ -99,17 +103,39 @@ public final class NDJSONPublisher: Sendable {
     /// on a thread of its own, never on the cooperative pool. Reading and validating run on a
     /// second thread, handing chunks of checked lines to this one, which produces them in order.
     public func run(flushTimeout: Duration) -> Summary {
-        let queue = ChunkQueue(capacity: 4)
+        // One core is left to the producing thread and librdkafka's broker thread, which now
+        // take as much as checking does: on 2 cores one worker was as fast, for less CPU.
+        let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount - 1))
+        let queue = ChunkQueue(capacity: 2 * workers + 2, workers: workers)
         let unreadable = Unreadable()
-        let scanning = Thread { [self] in
-            scan(into: queue, unreadable: unreadable)
-            queue.close()
+        let reading = Thread { [self] in
+            read(into: queue, unreadable: unreadable)
+            queue.closeJobs()
         }
-        scanning.name = "publish-scan"
-        scanning.start()
+        reading.name = "publish-read"
+        reading.start()
+        for n in 0..<workers {
+            let checking = Thread { [self] in
+                var scanner = fastPath.map(EventScanner.init(schema:))
+                while let job = queue.nextJob() {
+                    queue.finish(job.sequence, check(job, scanner: &scanner))
+                }
+                queue.workerDone()
+            }
+            checking.name = "publish-check-\(n)"
+            checking.start()
+        }
 
+        pinned.recycler = { queue.recycle($0) }
         var fatal: KafkaError?
-        while let chunk = queue.take() {
+        // This thread serves the delivery reports too (see `KafkaProducer.init`): between
+        // records, and while waiting for the next chunk.
+        var sinceServed = 0
+        while var chunk = queue.take(idle: { producer.serveReports() }) {
+            // Fast-path records point into the chunk's bytes instead of being copied; the bytes
+            // stay pinned until every one of them has its delivery report. With no free slot,
+            // records are copied as before.
+            let slot = pinned.pin(chunk.bytes)
             chunk.bytes.withUnsafeBufferPointer { all in
                 for item in chunk.items {
                     if case .report(let line) = item {
@@ -117,6 +143,11 @@ public final class NDJSONPublisher: Sendable {
                         continue
                     }
                     tally.read.add(1, ordering: .relaxed)
+                    sinceServed += 1
+                    if sinceServed == 64 {
+                        sinceServed = 0
+                        producer.serveReports()
+                    }
                     let tag = item.tag
                     let outcome: Outcome
                     if fatal == nil, let f = producer.fatalError {
@@ -127,7 +158,8 @@ public final class NDJSONPublisher: Sendable {
                         outcome = .notSent(fatal.description)
                     } else {
                         switch item {
-                        case .fast(let r, let fields, _): outcome = sendFast(UnsafeBufferPointer(rebasing: all[r]), fields, tag: tag)
+                        case .fast(let r, let fields, _):
+                            outcome = sendFast(UnsafeBufferPointer(rebasing: all[r]), fields, tag: tag, pinnedIn: slot)
                         case .message(let message, _): outcome = send(message, tag: tag)
                         case .rejected(let why, _): outcome = .rejected(why)
                         case .report: continue
@@ -151,7 +183,13 @@ public final class NDJSONPublisher: Sendable {
                     }
                 }
             }
-            queue.recycle(chunk.bytes)
+            // Drop this reference first, so the reader gets the buffer back unshared (no copy).
+            if let slot {
+                chunk.bytes = []
+                pinned.release(slot)
+            } else {
+                queue.recycle(chunk.bytes)
+            }
         }
         producer.close(flushTimeout: flushTimeout)
         var summary = progress
@@ -162,48 +200,67 @@ public final class NDJSONPublisher: Sendable {
         return summary
     }
 
-    /// The reading side: lines split, checked (fast path, else the canonical validator) and
-    /// handed over in chunks that own their bytes.
-    private func scan(into queue: ChunkQueue, unreadable: Unreadable) {
-        var scanner = fastPath.map(EventScanner.init(schema:))
+    /// The reading side: splits lines (blank ones skipped) and hands them over in jobs that
+    /// own their bytes; `check` validates them on the worker threads.
+    private func read(into queue: ChunkQueue, unreadable: Unreadable) {
         for (index, source) in sources.enumerated() {
             let name = source == "-" ? "stdin" : source
             let fd = source == "-" ? STDIN_FILENO : open(source, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
                 unreadable.names.withLock { $0.append(name) }
-                queue.put(Chunk(bytes: [], items: [.report("\(name): cannot open: \(String(cString: strerror(errno)))")]))
+                queue.submit(
+                    Job(bytes: [], lines: [], reports: ["\(name): cannot open: \(String(cString: strerror(errno)))"]))
                 continue
             }
             defer { if source != "-" { close(fd) } }
             var reader = LineReader(fd: fd, buffer: queue.buffer())
             var lineNumber = 0
-            var items: [Chunk.Item] = []
+            var lines: [Job.Line] = []
+            lines.reserveCapacity(2048)
             while true {
                 while let r = reader.nextInBuffer() {
                     lineNumber += 1
-                    let tag = Tag.encode(file: index, line: lineNumber)
-                    let item: Chunk.Item? = reader.buffer.withUnsafeBufferPointer { all in
-                        let line = UnsafeBufferPointer(rebasing: all[r])
-                        if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nil }
-                        if let fields = scanner?.scan(line) { return .fast(r, fields, tag) }
-                        return prepare(Array(line), tag: tag)
+                    let blank = reader.buffer.withUnsafeBufferPointer { all in
+                        all[r].allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
                     }
-                    if let item { items.append(item) }
+                    if !blank { lines.append(Job.Line(range: r, tag: Tag.encode(file: index, line: lineNumber))) }
                 }
                 if reader.atEnd || shouldStop { break }
-                if !items.isEmpty {
-                    queue.put(Chunk(bytes: reader.takeBuffer(replacement: queue.buffer()), items: items))
-                    items = []
+                if !lines.isEmpty {
+                    queue.submit(Job(bytes: reader.takeBuffer(replacement: queue.buffer()), lines: lines, reports: []))
+                    lines.removeAll(keepingCapacity: true)
                 }
                 reader.fill(shouldStop: { self.shouldStop })
             }
+            var reports: [String] = []
             if let error = reader.error {
                 unreadable.names.withLock { $0.append(name) }
-                items.append(.report("\(name):\(lineNumber + 1): read failed: \(error)"))
+                reports.append("\(name):\(lineNumber + 1): read failed: \(error)")
             }
-            if !items.isEmpty { queue.put(Chunk(bytes: reader.takeBuffer(replacement: []), items: items)) }
+            if !lines.isEmpty || !reports.isEmpty {
+                queue.submit(Job(bytes: reader.takeBuffer(replacement: []), lines: lines, reports: reports))
+            }
             if shouldStop { break }
         }
+    }
+
+    /// The checking side (one per worker thread): each line through the fast path, else the
+    /// canonical validator.
+    private func check(_ job: Job, scanner: inout EventScanner?) -> Chunk {
+        var items: [Chunk.Item] = []
+        items.reserveCapacity(job.lines.count + job.reports.count)
+        job.bytes.withUnsafeBufferPointer { all in
+            for line in job.lines {
+                let bytes = UnsafeBufferPointer(rebasing: all[line.range])
+                if let fields = scanner?.scan(bytes) {
+                    items.append(.fast(line.range, fields, line.tag))
+                } else {
+                    items.append(prepare(Array(bytes), tag: line.tag))
+                }
+            }
+        }
+        for r in job.reports { items.append(.report(r)) }
+        return Chunk(bytes: job.bytes, items: items)
     }
 
     enum Outcome {
@@ -217,7 +274,10 @@ public final class NDJSONPublisher: Sendable {
     /// attributes so consumers can filter without parsing the value).
     static let contentType = KafkaHeader("content-type", "application/cloudevents+json")
 
-    private func sendFast(_ line: UnsafeBufferPointer<UInt8>, _ f: EventScanner.Fields, tag: UInt64) -> Outcome {
+    /// `pinnedIn`: the slot holding `line`'s bytes, which then are not copied (see `PinnedBuffers`).
+    private func sendFast(
+        _ line: UnsafeBufferPointer<UInt8>, _ f: EventScanner.Fields, tag: UInt64, pinnedIn slot: Int?
+    ) -> Outcome {
         let base = UnsafeRawPointer(line.baseAddress!)
         func bytes(_ r: Range<Int>) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count)
@@ -241,7 +301,10 @@ public final class NDJSONPublisher: Sendable {
             do throws(KafkaError) {
                 let sent = try producer.send(
                     key: bytes(f.key), value: UnsafeRawBufferPointer(line),
-                    headers: UnsafeBufferPointer(rebasing: h[0..<n]), tag: tag, shouldStop: { self.shouldStop })
+                    headers: UnsafeBufferPointer(rebasing: h[0..<n]), tag: slot.map { Tag.pinned(tag, slot: $0) } ?? tag,
+                    copy: slot == nil, shouldStop: { self.shouldStop })
+                // The slot's count can only reach zero after this: the producer holds it too.
+                if sent, let slot { pinned.retain(slot) }
                 return sent ? .sent : .notSent("stopped while the producer queue was full")
             } catch {
                 return error.isFatal ? .fatal(error) : .notSent(error.description)
@@ -295,40 +358,110 @@ struct Chunk: @unchecked Sendable {
     var items: [Item]
 }
 
-/// A bounded hand-over queue between two threads, with a pool of spare buffers.
+/// Lines read but not yet checked: ranges into `bytes`, with their tags.
+struct Job: Sendable {
+    struct Line: Sendable {
+        var range: Range<Int>
+        var tag: UInt64
+    }
+    var sequence = 0
+    var bytes: [UInt8]
+    var lines: [Line]
+    var reports: [String]
+}
+
+/// The hand-over between the reading thread, the checking workers and the producing thread:
+/// jobs go out in reading order, come back checked in any order, and are taken in reading
+/// order again. Bounded (the reader waits when `capacity` jobs are outstanding), with a pool
+/// of spare buffers.
 final class ChunkQueue: @unchecked Sendable {
     // @unchecked: every field is guarded by `condition`.
     private let condition = NSCondition()
-    private var chunks: [Chunk] = []
-    private var closed = false
+    private var jobs: [Job] = []
+    private var jobsHead = 0
+    private var done: [Int: Chunk] = [:]
+    private var submitted = 0
+    private var taken = 0
+    private var jobsClosed = false
+    private let workers: Int
+    private var workersDone = 0
     private var spare: [[UInt8]] = []
     private let capacity: Int
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, workers: Int) {
+        self.capacity = capacity
+        self.workers = workers
+    }
 
-    func put(_ chunk: Chunk) {
+    /// Reader: queue a job, waiting while `capacity` jobs are not yet taken by the producer.
+    func submit(_ job: Job) {
         condition.lock()
-        while chunks.count >= capacity { condition.wait() }
-        chunks.append(chunk)
+        while submitted - taken >= capacity { condition.wait() }
+        var job = job
+        job.sequence = submitted
+        submitted += 1
+        jobs.append(job)
         condition.broadcast()
         condition.unlock()
     }
 
-    /// The next chunk, or nil once closed and drained.
-    func take() -> Chunk? {
+    /// Reader: nothing more to read.
+    func closeJobs() {
+        condition.lock()
+        jobsClosed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Worker: the next job to check, or nil once the reader is done and the jobs are out.
+    func nextJob() -> Job? {
         condition.lock()
         defer { condition.unlock() }
-        while chunks.isEmpty && !closed { condition.wait() }
-        if chunks.isEmpty { return nil }
-        condition.broadcast()
-        return chunks.removeFirst()
+        while jobsHead == jobs.count && !jobsClosed { condition.wait() }
+        if jobsHead == jobs.count { return nil }
+        let job = jobs[jobsHead]
+        jobs[jobsHead] = Job(bytes: [], lines: [], reports: [])  // no lingering reference to its buffer
+        jobsHead += 1
+        if jobsHead == jobs.count {
+            jobs.removeAll(keepingCapacity: true)
+            jobsHead = 0
+        }
+        return job
     }
 
-    func close() {
+    /// Worker: the checked chunk of job `sequence`.
+    func finish(_ sequence: Int, _ chunk: Chunk) {
         condition.lock()
-        closed = true
+        done[sequence] = chunk
         condition.broadcast()
         condition.unlock()
+    }
+
+    func workerDone() {
+        condition.lock()
+        workersDone += 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Producer: the next chunk in reading order, or nil once everything is checked and taken.
+    /// While waiting, calls `idle` every 50 ms (outside the lock).
+    func take(idle: () -> Void) -> Chunk? {
+        condition.lock()
+        defer { condition.unlock() }
+        while done[taken] == nil {
+            let finished = jobsClosed && workersDone == workers && jobsHead == jobs.count
+            if finished { return nil }
+            if !condition.wait(until: Date(timeIntervalSinceNow: 0.05)) {
+                condition.unlock()
+                idle()
+                condition.lock()
+            }
+        }
+        let chunk = done.removeValue(forKey: taken)!
+        taken += 1
+        condition.broadcast()
+        return chunk
     }
 
     func recycle(_ buffer: [UInt8]) {
@@ -356,11 +489,60 @@ final class Tally: Sendable {
     let failed = Atomic<Int>(0)
 }
 
-/// A message's tag: the source index in the top 24 bits, the line number below, so a delivery
-/// report names its input line without a lookup table.
+/// A message's tag: the source index in the top 16 bits, then 8 bits for the `PinnedBuffers`
+/// slot plus one (0: the value was copied), the line number in the low 40, so a delivery report
+/// names its input line (and frees its bytes) without a lookup table.
 enum Tag {
-    static func encode(file: Int, line: Int) -> UInt64 { UInt64(file) << 40 | UInt64(line) }
-    static func decode(_ tag: UInt64) -> (file: Int, line: Int) { (Int(tag >> 40), Int(tag & (1 << 40 - 1))) }
+    static func encode(file: Int, line: Int) -> UInt64 { UInt64(file) << 48 | UInt64(line) }
+    static func decode(_ tag: UInt64) -> (file: Int, line: Int) { (Int(tag >> 48), Int(tag & (1 << 40 - 1))) }
+    static func pinned(_ tag: UInt64, slot: Int) -> UInt64 { tag | UInt64(slot + 1) << 40 }
+    static func slot(_ tag: UInt64) -> Int? {
+        let s = Int(tag >> 40 & 0xFF)
+        return s == 0 ? nil : s - 1
+    }
+}
+
+/// Chunk buffers that records point into (produced without RD_KAFKA_MSG_F_COPY): a slot holds
+/// a buffer and counts the records not yet reported plus the producer's own hold; at zero the
+/// buffer goes back to the reader's pool. Saves librdkafka a large allocation and a copy per
+/// record. A bounded number of slots: when none is free, records are copied instead.
+final class PinnedBuffers: @unchecked Sendable {
+    // @unchecked: every field is guarded by `lock`.
+    static let slots = 255
+    private let lock = NSLock()
+    private var buffers: [[UInt8]?] = Array(repeating: nil, count: PinnedBuffers.slots)
+    private var counts = [Int](repeating: 0, count: PinnedBuffers.slots)
+    private var free = Array((0..<PinnedBuffers.slots).reversed())
+    private var _recycler: (@Sendable ([UInt8]) -> Void)?
+
+    /// Where released buffers go (the reader's pool).
+    var recycler: (@Sendable ([UInt8]) -> Void)? {
+        get { lock.withLock { _recycler } }
+        set { lock.withLock { _recycler = newValue } }
+    }
+
+    /// A slot holding `bytes` with the caller's hold (count 1), or nil when none is free.
+    func pin(_ bytes: [UInt8]) -> Int? {
+        lock.withLock {
+            guard let slot = free.popLast() else { return nil }
+            buffers[slot] = bytes
+            counts[slot] = 1
+            return slot
+        }
+    }
+
+    func retain(_ slot: Int) { lock.withLock { counts[slot] += 1 } }
+
+    func release(_ slot: Int) {
+        let done: ([UInt8], (@Sendable ([UInt8]) -> Void)?)? = lock.withLock {
+            counts[slot] -= 1
+            guard counts[slot] == 0, let bytes = buffers[slot] else { return nil }
+            buffers[slot] = nil
+            free.append(slot)
+            return (bytes, _recycler)
+        }
+        if let (bytes, recycle) = done { recycle?(bytes) }
+    }
 }
 
 /// Lines from a file descriptor, read in large blocks. Waits for input with `poll` in short

@@ -183,7 +183,7 @@ final class RDKafkaClient: @unchecked Sendable {
     /// Swift side; librdkafka copies key, value and headers before returning.
     func produce(
         topic: OpaquePointer, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer,
-        headers: UnsafeBufferPointer<KafkaRawHeader>, tag: UInt64
+        headers: UnsafeBufferPointer<KafkaRawHeader>, tag: UInt64, copy: Bool = true
     ) -> rd_kafka_resp_err_t {
         withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 5 + headers.count) { vus in
             var count = 0
@@ -195,7 +195,7 @@ final class RDKafkaClient: @unchecked Sendable {
                 count += 1
             }
             add(RD_KAFKA_VTYPE_RKT) { $0.u.rkt = topic }
-            add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+            add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = copy ? RD_KAFKA_MSG_F_COPY : 0 }
             add(RD_KAFKA_VTYPE_VALUE) {
                 $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
                 $0.u.mem.size = value.count
