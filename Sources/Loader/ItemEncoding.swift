@@ -119,3 +119,114 @@ public enum ItemEncoding {
     /// Write capacity units for an item of `size` bytes: one per started KB.
     public static func writeUnits(forSize size: Int) -> Int { max(1, (size + 1023) / 1024) }
 }
+
+/// Writes JSON bytes straight into memory sized beforehand (see `ItemEncoding.encodedLength`):
+/// no bounds checks, no reallocation, no retain of prebuilt fragments. A string that would need
+/// escaping is copied as is and clears `plain`: the caller then encodes again the slow way.
+struct RawSink {
+    var cursor: UnsafeMutablePointer<UInt8>
+    var plain = true
+
+    @inline(__always) mutating func fragment(_ text: StaticString) {
+        let count = text.utf8CodeUnitCount
+        cursor.initialize(from: text.utf8Start, count: count)
+        cursor += count
+    }
+
+    @inline(__always) mutating func byte(_ value: UInt8) {
+        cursor.initialize(to: value)
+        cursor += 1
+    }
+
+    /// `"value"`, copied byte by byte while checking for what JSON must escape.
+    @inline(__always) mutating func string(_ value: String) {
+        byte(0x22)
+        let copied = value.utf8.withContiguousStorageIfAvailable { buffer -> Bool in
+            var bad: UInt8 = 0
+            for i in 0..<buffer.count {
+                let c = buffer[i]
+                cursor[i] = c
+                bad |= UInt8(truncatingIfNeeded: (c < 0x20 ? 1 : 0) | (c == 0x22 ? 1 : 0) | (c == 0x5C ? 1 : 0))
+            }
+            cursor += buffer.count
+            return bad == 0
+        }
+        switch copied {
+        case true?: break
+        case false?: plain = false
+        case nil:
+            // A bridged or otherwise non-contiguous string: never on the bulk path.
+            for c in value.utf8 { byte(c) }
+            plain = false
+        }
+        byte(0x22)
+    }
+
+    mutating func item(_ row: ExportRow, previousVupID: String?) {
+        fragment(RawFragment.vupID)
+        string(row.vupID)
+        fragment(RawFragment.hem)
+        string(row.hem)
+        if let v = row.email {
+            fragment(RawFragment.email)
+            string(v)
+        }
+        if let v = row.domain {
+            fragment(RawFragment.domain)
+            string(v)
+        }
+        if let v = row.source {
+            fragment(RawFragment.source)
+            string(v)
+        }
+        if let v = row.lastVerified {
+            fragment(RawFragment.lastVerified)
+            string(v)
+        }
+        fragment(RawFragment.updatedAt)
+        string(row.updatedAt)
+        if let previousVupID {
+            fragment(RawFragment.previousVupID)
+            string(previousVupID)
+        }
+        fragment(RawFragment.close)
+    }
+
+    mutating func key(vupID: String, hem: String) {
+        fragment(RawFragment.vupID)
+        string(vupID)
+        fragment(RawFragment.hem)
+        string(hem)
+        fragment(RawFragment.close)
+    }
+}
+
+/// The item fragments as static text, for RawSink and for the lengths it is sized by.
+enum RawFragment {
+    static let vupID: StaticString = #"{"vup_id":{"S":"#
+    static let hem: StaticString = #"},"hem":{"S":"#
+    static let email: StaticString = #"},"email":{"S":"#
+    static let domain: StaticString = #"},"domain":{"S":"#
+    static let source: StaticString = #"},"source":{"S":"#
+    static let lastVerified: StaticString = #"},"last_verified":{"S":"#
+    static let updatedAt: StaticString = #"},"updated_at":{"S":"#
+    static let previousVupID: StaticString = #"},"previous_vup_id":{"S":"#
+    static let close: StaticString = "}}"
+
+    /// Bytes RawSink writes for the item when no value needs escaping.
+    @inline(__always) static func itemLength(_ row: ExportRow, previousVupID previous: String?) -> Int {
+        var n = vupID.utf8CodeUnitCount + hem.utf8CodeUnitCount + updatedAt.utf8CodeUnitCount
+        n += close.utf8CodeUnitCount + 6 + row.vupID.utf8.count + row.hem.utf8.count + row.updatedAt.utf8.count
+        if let v = row.email { n += email.utf8CodeUnitCount + 2 + v.utf8.count }
+        if let v = row.domain { n += domain.utf8CodeUnitCount + 2 + v.utf8.count }
+        if let v = row.source { n += source.utf8CodeUnitCount + 2 + v.utf8.count }
+        if let v = row.lastVerified { n += lastVerified.utf8CodeUnitCount + 2 + v.utf8.count }
+        if let v = previous { n += previousVupID.utf8CodeUnitCount + 2 + v.utf8.count }
+        return n
+    }
+
+    /// Bytes RawSink writes for a key when neither value needs escaping.
+    @inline(__always) static func keyLength(vupID v: String, hem h: String) -> Int {
+        vupID.utf8CodeUnitCount + hem.utf8CodeUnitCount + close.utf8CodeUnitCount + 4 + v.utf8.count + h.utf8.count
+    }
+}
