@@ -120,12 +120,15 @@ public enum ItemEncoding {
     public static func writeUnits(forSize size: Int) -> Int { max(1, (size + 1023) / 1024) }
 }
 
-/// Writes JSON bytes straight into memory sized beforehand (see `ItemEncoding.encodedLength`):
-/// no bounds checks, no reallocation, no retain of prebuilt fragments. A string that would need
-/// escaping is copied as is and clears `plain`: the caller then encodes again the slow way.
+/// Writes JSON bytes straight into memory sized beforehand (see `RawFragment`): no bounds
+/// checks, no reallocation, no retain of prebuilt fragments. The size counts every value
+/// unescaped; a value that needs escaping (rare: a quote in a source) is escaped by JSONWriter
+/// into the `slack` bytes allocated beyond it. When the slack runs out the value is copied
+/// unescaped and `complete` turns false: the caller then encodes again the slow way.
 struct RawSink {
     var cursor: UnsafeMutablePointer<UInt8>
-    var plain = true
+    var slack: Int
+    var complete = true
 
     @inline(__always) mutating func fragment(_ text: StaticString) {
         let count = text.utf8CodeUnitCount
@@ -140,6 +143,7 @@ struct RawSink {
 
     /// `"value"`, copied byte by byte while checking for what JSON must escape.
     @inline(__always) mutating func string(_ value: String) {
+        let open = cursor
         byte(0x22)
         let copied = value.utf8.withContiguousStorageIfAvailable { buffer -> Bool in
             var bad: UInt8 = 0
@@ -151,15 +155,26 @@ struct RawSink {
             cursor += buffer.count
             return bad == 0
         }
-        switch copied {
-        case true?: break
-        case false?: plain = false
-        case nil:
-            // A bridged or otherwise non-contiguous string: never on the bulk path.
-            for c in value.utf8 { byte(c) }
-            plain = false
-        }
         byte(0x22)
+        if copied != true { escape(value, at: open) }
+    }
+
+    /// Rewrites the string just copied at `open` escaped, if the slack allows.
+    mutating func escape(_ value: String, at open: UnsafeMutablePointer<UInt8>) {
+        var w = JSONWriter(capacity: value.utf8.count + 16)
+        w.string(value)
+        let extra = w.bytes.count - (cursor - open)
+        guard extra <= slack else {
+            // The unescaped copy (the length counted for it) stays; the body is not usable.
+            cursor = open + 1
+            for c in value.utf8 { byte(c) }
+            byte(0x22)
+            complete = false
+            return
+        }
+        slack -= extra
+        w.bytes.withUnsafeBufferPointer { open.update(from: $0.baseAddress!, count: $0.count) }
+        cursor = open + w.bytes.count
     }
 
     mutating func item(_ row: ExportRow, previousVupID: String?) {

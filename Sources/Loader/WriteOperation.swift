@@ -139,9 +139,9 @@ public enum RequestBodies {
         return out
     }
 
-    /// The bulk path: the body sized exactly, then written in one pass by RawSink; nil when a
-    /// value needs escaping (the caller then uses JSONWriter).
-    static func rawBatchWrite(table: String, _ operations: [WriteOperation]) -> [UInt8]? {
+    /// The bulk path: the body sized for unescaped values plus `slack`, then written in one pass
+    /// by RawSink; nil when escaped values outgrow the slack (the caller then uses JSONWriter).
+    static func rawBatchWrite(table: String, _ operations: [WriteOperation], slack: Int = 256) -> [UInt8]? {
         var length = Raw.requestItems.utf8CodeUnitCount + table.utf8.count + 2 + Raw.colonBracket.utf8CodeUnitCount
         length += Raw.end.utf8CodeUnitCount + max(0, operations.count - 1)
         for operation in operations {
@@ -152,10 +152,10 @@ public enum RequestBodies {
                 length += Raw.delete.utf8CodeUnitCount + RawFragment.keyLength(vupID: key.vupID, hem: key.hem) + 2
             }
         }
-        var plain = true
-        let body = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+        var complete = true
+        let body = [UInt8](unsafeUninitializedCapacity: length + slack) { buffer, count in
             let base = buffer.baseAddress!
-            var sink = RawSink(cursor: base)
+            var sink = RawSink(cursor: base, slack: slack)
             sink.fragment(Raw.requestItems)
             sink.string(table)
             sink.fragment(Raw.colonBracket)
@@ -174,10 +174,10 @@ public enum RequestBodies {
             }
             sink.fragment(Raw.end)
             count = sink.cursor - base
-            precondition(count == length, "batch body length")
-            plain = sink.plain
+            precondition(count == length + slack - sink.slack, "batch body length")
+            complete = sink.complete
         }
-        return plain ? body : nil
+        return complete ? body : nil
     }
 
     enum Raw {
@@ -264,15 +264,15 @@ public enum RequestBodies {
         return w.bytes
     }
 
-    /// batchGet's bulk path, as rawBatchWrite: nil when a value needs escaping.
-    static func rawBatchGet(table: String, _ keys: [ItemKey]) -> [UInt8]? {
+    /// batchGet's bulk path, as rawBatchWrite.
+    static func rawBatchGet(table: String, _ keys: [ItemKey], slack: Int = 256) -> [UInt8]? {
         var length = Raw.requestItems.utf8CodeUnitCount + table.utf8.count + 2 + Raw.keys.utf8CodeUnitCount
         length += Raw.getEnd.utf8CodeUnitCount + max(0, keys.count - 1)
         for key in keys { length += RawFragment.keyLength(vupID: key.vupID, hem: key.hem) }
-        var plain = true
-        let body = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+        var complete = true
+        let body = [UInt8](unsafeUninitializedCapacity: length + slack) { buffer, count in
             let base = buffer.baseAddress!
-            var sink = RawSink(cursor: base)
+            var sink = RawSink(cursor: base, slack: slack)
             sink.fragment(Raw.requestItems)
             sink.string(table)
             sink.fragment(Raw.keys)
@@ -282,9 +282,9 @@ public enum RequestBodies {
             }
             sink.fragment(Raw.getEnd)
             count = sink.cursor - base
-            precondition(count == length, "batch get body length")
-            plain = sink.plain
+            precondition(count == length + slack - sink.slack, "batch get body length")
+            complete = sink.complete
         }
-        return plain ? body : nil
+        return complete ? body : nil
     }
 }

@@ -71,7 +71,7 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(requests[1]["DeleteRequest"]?["Key"]?["vup_id"]?["S"], "VUP-9")
     }
 
-    func testRawBodies_matchTheJSONWriterPath_andFallBackWhenAValueNeedsEscaping() throws {
+    func testRawBodies_matchTheJSONWriterPath_evenWithEscapes_andFallBackWhenSlackRunsOut() throws {
         let plain: [WriteOperation] = [
             .put(row(hem, vup: "VUP-1", email: "a.b@example.invalid")),
             .put(ExportRow(hem: "ab" + hem.dropFirst(2), vupID: "UNRESOLVED#ab", updatedAt: "2026-11-24T06:00:00Z", line: 3)),
@@ -81,7 +81,9 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(
             RequestBodies.rawBatchWrite(table: "t", plain), RequestBodies.writerBatchWrite(table: "t", plain))
         let escaped: [WriteOperation] = [.put(row(hem)), .put(row(hem, email: "tab\there@example.invalid"))]
-        XCTAssertNil(RequestBodies.rawBatchWrite(table: "t", escaped))
+        XCTAssertEqual(
+            RequestBodies.rawBatchWrite(table: "t", escaped), RequestBodies.writerBatchWrite(table: "t", escaped))
+        XCTAssertNil(RequestBodies.rawBatchWrite(table: "t", escaped, slack: 1))
         let body = RequestBodies.batchWrite(table: "t", escaped)
         XCTAssertEqual(
             try JSON.parse(body)["RequestItems"]?["t"]?.arrayValue?[0]["PutRequest"]?["Item"]?["email"]?["S"],
@@ -89,7 +91,9 @@ final class EncodingTests: XCTestCase {
 
         let keys = [ItemKey(vupID: "UNRESOLVED#0f", hem: hem), ItemKey(vupID: "UNRESOLVED#ab", hem: "ab")]
         XCTAssertEqual(RequestBodies.rawBatchGet(table: "t", keys), RequestBodies.writerBatchGet(table: "t", keys))
-        XCTAssertNil(RequestBodies.rawBatchGet(table: "t", [ItemKey(vupID: "V\"", hem: hem)]))
+        let quoted = [ItemKey(vupID: "V\"", hem: hem)]
+        XCTAssertEqual(RequestBodies.rawBatchGet(table: "t", quoted), RequestBodies.writerBatchGet(table: "t", quoted))
+        XCTAssertNil(RequestBodies.rawBatchGet(table: "t", quoted, slack: 0))
     }
 
     func testSentinelKeys_eachHemOnce_inOrder() {
