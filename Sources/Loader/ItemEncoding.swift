@@ -15,7 +15,25 @@ public struct ItemKey: Hashable, Sendable {
 /// byte buffer: the bulk path cannot afford Foundation's JSON.
 public enum ItemEncoding {
     /// The sentinel partition of an unresolved HEM: `UNRESOLVED#` + its first two hex chars.
-    public static func sentinel(forHem hem: String) -> String { "UNRESOLVED#" + hem.prefix(2) }
+    public static func sentinel(forHem hem: String) -> String {
+        // Hems are validated lowercase hex: two ASCII bytes make a 13-byte small string, built
+        // without Character indexing. Anything else takes the general path.
+        let utf8 = hem.utf8
+        if utf8.count >= 2 {
+            let a = utf8[utf8.startIndex]
+            let b = utf8[utf8.index(after: utf8.startIndex)]
+            if a < 0x80 && b < 0x80 {
+                return String(unsafeUninitializedCapacity: 13) { buffer in
+                    let prefix: StaticString = "UNRESOLVED#"
+                    for i in 0..<11 { buffer[i] = prefix.utf8Start[i] }
+                    buffer[11] = a
+                    buffer[12] = b
+                    return 13
+                }
+            }
+        }
+        return "UNRESOLVED#" + hem.prefix(2)
+    }
 
     public static func isSentinel(_ vupID: String) -> Bool { vupID.hasPrefix("UNRESOLVED#") }
 
@@ -146,13 +164,14 @@ struct RawSink {
         let open = cursor
         byte(0x22)
         let copied = value.utf8.withContiguousStorageIfAvailable { buffer -> Bool in
-            var bad: UInt8 = 0
-            for i in 0..<buffer.count {
-                let c = buffer[i]
-                cursor[i] = c
-                bad |= UInt8(truncatingIfNeeded: (c < 0x20 ? 1 : 0) | (c == 0x22 ? 1 : 0) | (c == 0x5C ? 1 : 0))
-            }
+            guard let base = buffer.baseAddress else { return true }
+            cursor.initialize(from: base, count: buffer.count)
             cursor += buffer.count
+            // A reduction without branches or stores: the compiler vectorises it.
+            var bad: UInt8 = 0
+            for c in buffer {
+                bad |= (c < 0x20 ? 1 : 0) | (c == 0x22 ? 1 : 0) | (c == 0x5C ? 1 : 0)
+            }
             return bad == 0
         }
         byte(0x22)

@@ -59,6 +59,8 @@ public struct BatchBuilder: Sendable {
 
     private var operations: [WriteOperation] = []
     private var keys: ContiguousArray<ItemKey> = []
+    /// A cheap fingerprint of each key's HEM, compared before the strings are.
+    private var tags: ContiguousArray<UInt64> = []
     private var sizes: ContiguousArray<Int> = []
     private var bytes = 0
 
@@ -71,7 +73,8 @@ public struct BatchBuilder: Sendable {
     public mutating func add(_ operation: WriteOperation) -> [WriteOperation]? {
         let key = operation.key
         let size = operation.requestSize
-        if let existing = index(of: key) {
+        let tag = Self.tag(key.hem)
+        if let existing = index(of: key, tag: tag) {
             bytes += size - sizes[existing]
             operations[existing] = operation
             sizes[existing] = size
@@ -84,16 +87,28 @@ public struct BatchBuilder: Sendable {
         if operations.capacity == 0 { operations.reserveCapacity(Self.maxRequests) }
         operations.append(operation)
         keys.append(key)
+        tags.append(tag)
         sizes.append(size)
         bytes += size
         return full
     }
 
-    @inline(__always) private func index(of key: ItemKey) -> Int? {
-        keys.withUnsafeBufferPointer { keys in
-            for i in 0..<keys.count where keys[i].hem == key.hem && keys[i].vupID == key.vupID { return i }
+    @inline(__always) private func index(of key: ItemKey, tag: UInt64) -> Int? {
+        tags.withUnsafeBufferPointer { tags in
+            for i in 0..<tags.count where tags[i] == tag && keys[i].hem == key.hem && keys[i].vupID == key.vupID {
+                return i
+            }
             return nil
         }
+    }
+
+    /// Length and last eight bytes of a HEM (hex digests differ there); equal keys have equal tags.
+    @inline(__always) static func tag(_ hem: String) -> UInt64 {
+        hem.utf8.withContiguousStorageIfAvailable { bytes -> UInt64 in
+            var tag = UInt64(truncatingIfNeeded: bytes.count)
+            for c in bytes.suffix(8) { tag = tag << 8 | UInt64(c) }
+            return tag
+        } ?? 0
     }
 
     /// The batch so far (possibly empty); the builder starts over.
@@ -101,6 +116,7 @@ public struct BatchBuilder: Sendable {
         var batch: [WriteOperation] = []
         swap(&batch, &operations)
         keys.removeAll(keepingCapacity: true)
+        tags.removeAll(keepingCapacity: true)
         sizes.removeAll(keepingCapacity: true)
         bytes = 0
         return batch

@@ -96,6 +96,13 @@ final class EncodingTests: XCTestCase {
         XCTAssertNil(RequestBodies.rawBatchGet(table: "t", quoted, slack: 0))
     }
 
+    func testSentinel_isUnresolvedAndTheHemsFirstTwoCharacters() {
+        for hem in [hem, "ab", "é0ff", "x"] {
+            XCTAssertEqual(ItemEncoding.sentinel(forHem: hem), "UNRESOLVED#" + hem.prefix(2))
+        }
+        XCTAssertTrue(ItemEncoding.isSentinel(ItemEncoding.sentinel(forHem: hem)))
+    }
+
     func testSentinelKeys_eachHemOnce_inOrder() {
         let sorted = ["00", "0a", "ff"].map { row($0 + hem.dropFirst(2), vup: "VUP-1") }
         XCTAssertEqual(Loader.sentinelKeys(sorted[...]).map(\.hem), sorted.map(\.hem))
