@@ -40,6 +40,33 @@ public enum WriteOperation: Sendable {
         }
     }
 
+    /// Bytes `writeRequest` writes when no value needs escaping. (Methods on the operation
+    /// read its payload in place; a switch over an array element copies the row first.)
+    var rawRequestLength: Int {
+        typealias Raw = RequestBodies.Raw
+        switch self {
+        case .put(let row), .move(_, let row):
+            return Raw.put.utf8CodeUnitCount + RawFragment.itemLength(row, previousVupID: nil) + 2
+        case .delete(let key, _):
+            return Raw.delete.utf8CodeUnitCount + RawFragment.keyLength(vupID: key.vupID, hem: key.hem) + 2
+        }
+    }
+
+    /// The BatchWriteItem request: `{"PutRequest":{"Item":…}}` or `{"DeleteRequest":{"Key":…}}`.
+    func writeRequest(to sink: inout RawSink) {
+        typealias Raw = RequestBodies.Raw
+        switch self {
+        case .put(let row), .move(_, let row):
+            // A move is never sent in a batch (it is a transaction); encoded as its put if it is.
+            sink.fragment(Raw.put)
+            sink.item(row, previousVupID: nil)
+        case .delete(let key, _):
+            sink.fragment(Raw.delete)
+            sink.key(vupID: key.vupID, hem: key.hem)
+        }
+        sink.fragment(Raw.closeRequest)
+    }
+
     var requestSize: Int {
         switch self {
         case .put(let row): return ItemEncoding.itemSize(row) * 2 + 120
@@ -160,14 +187,7 @@ public enum RequestBodies {
     static func rawBatchWrite(table: String, _ operations: [WriteOperation], slack: Int = 256) -> [UInt8]? {
         var length = Raw.requestItems.utf8CodeUnitCount + table.utf8.count + 2 + Raw.colonBracket.utf8CodeUnitCount
         length += Raw.end.utf8CodeUnitCount + max(0, operations.count - 1)
-        for operation in operations {
-            switch operation {
-            case .put(let row), .move(_, let row):
-                length += Raw.put.utf8CodeUnitCount + RawFragment.itemLength(row, previousVupID: nil) + 2
-            case .delete(let key, _):
-                length += Raw.delete.utf8CodeUnitCount + RawFragment.keyLength(vupID: key.vupID, hem: key.hem) + 2
-            }
-        }
+        for i in operations.indices { length += operations[i].rawRequestLength }
         var complete = true
         let body = [UInt8](unsafeUninitializedCapacity: length + slack) { buffer, count in
             let base = buffer.baseAddress!
@@ -177,16 +197,7 @@ public enum RequestBodies {
             sink.fragment(Raw.colonBracket)
             for i in operations.indices {
                 if i > 0 { sink.byte(UInt8(ascii: ",")) }
-                switch operations[i] {
-                case .put(let row), .move(_, let row):
-                    // A move is never sent in a batch (it is a transaction); encoded as its put if it is.
-                    sink.fragment(Raw.put)
-                    sink.item(row, previousVupID: nil)
-                case .delete(let key, _):
-                    sink.fragment(Raw.delete)
-                    sink.key(vupID: key.vupID, hem: key.hem)
-                }
-                sink.fragment(Raw.closeRequest)
+                operations[i].writeRequest(to: &sink)
             }
             sink.fragment(Raw.end)
             count = sink.cursor - base
