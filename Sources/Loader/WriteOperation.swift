@@ -96,8 +96,9 @@ public struct BatchBuilder: Sendable {
     public var isEmpty: Bool { operations.isEmpty }
     public var count: Int { operations.count }
 
-    /// Adds `operation`; returns a full batch when this one did not fit (it then starts the next).
-    public mutating func add(_ operation: WriteOperation) -> [WriteOperation]? {
+    /// Adds `operation` (taken, not copied: a row is seven strings to retain); returns a full
+    /// batch when this one did not fit (it then starts the next).
+    public mutating func add(_ operation: consuming WriteOperation) -> [WriteOperation]? {
         let key = operation.key
         let size = operation.requestSize
         let tag = Self.tag(key.hem)
