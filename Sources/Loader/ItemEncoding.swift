@@ -15,7 +15,25 @@ public struct ItemKey: Hashable, Sendable {
 /// byte buffer: the bulk path cannot afford Foundation's JSON.
 public enum ItemEncoding {
     /// The sentinel partition of an unresolved HEM: `UNRESOLVED#` + its first two hex chars.
-    public static func sentinel(forHem hem: String) -> String { "UNRESOLVED#" + hem.prefix(2) }
+    public static func sentinel(forHem hem: String) -> String {
+        // Hems are validated lowercase hex: two ASCII bytes make a 13-byte small string, built
+        // without Character indexing. Anything else takes the general path.
+        let utf8 = hem.utf8
+        if utf8.count >= 2 {
+            let a = utf8[utf8.startIndex]
+            let b = utf8[utf8.index(after: utf8.startIndex)]
+            if a < 0x80 && b < 0x80 {
+                return String(unsafeUninitializedCapacity: 13) { buffer in
+                    let prefix: StaticString = "UNRESOLVED#"
+                    for i in 0..<11 { buffer[i] = prefix.utf8Start[i] }
+                    buffer[11] = a
+                    buffer[12] = b
+                    return 13
+                }
+            }
+        }
+        return "UNRESOLVED#" + hem.prefix(2)
+    }
 
     public static func isSentinel(_ vupID: String) -> Bool { vupID.hasPrefix("UNRESOLVED#") }
 
@@ -118,4 +136,131 @@ public enum ItemEncoding {
 
     /// Write capacity units for an item of `size` bytes: one per started KB.
     public static func writeUnits(forSize size: Int) -> Int { max(1, (size + 1023) / 1024) }
+}
+
+/// Writes JSON bytes straight into memory sized beforehand (see `RawFragment`): no bounds
+/// checks, no reallocation, no retain of prebuilt fragments. The size counts every value
+/// unescaped; a value that needs escaping (rare: a quote in a source) is escaped by JSONWriter
+/// into the `slack` bytes allocated beyond it. When the slack runs out the value is copied
+/// unescaped and `complete` turns false: the caller then encodes again the slow way.
+struct RawSink {
+    var cursor: UnsafeMutablePointer<UInt8>
+    var slack: Int
+    var complete = true
+
+    @inline(__always) mutating func fragment(_ text: StaticString) {
+        let count = text.utf8CodeUnitCount
+        cursor.initialize(from: text.utf8Start, count: count)
+        cursor += count
+    }
+
+    @inline(__always) mutating func byte(_ value: UInt8) {
+        cursor.initialize(to: value)
+        cursor += 1
+    }
+
+    /// `"value"`, copied byte by byte while checking for what JSON must escape.
+    @inline(__always) mutating func string(_ value: String) {
+        let open = cursor
+        byte(0x22)
+        let copied = value.utf8.withContiguousStorageIfAvailable { buffer -> Bool in
+            guard let base = buffer.baseAddress else { return true }
+            cursor.initialize(from: base, count: buffer.count)
+            cursor += buffer.count
+            // A reduction without branches or stores: the compiler vectorises it.
+            var bad: UInt8 = 0
+            for c in buffer {
+                bad |= (c < 0x20 ? 1 : 0) | (c == 0x22 ? 1 : 0) | (c == 0x5C ? 1 : 0)
+            }
+            return bad == 0
+        }
+        byte(0x22)
+        if copied != true { escape(value, at: open) }
+    }
+
+    /// Rewrites the string just copied at `open` escaped, if the slack allows.
+    mutating func escape(_ value: String, at open: UnsafeMutablePointer<UInt8>) {
+        var w = JSONWriter(capacity: value.utf8.count + 16)
+        w.string(value)
+        let extra = w.bytes.count - (cursor - open)
+        guard extra <= slack else {
+            // The unescaped copy (the length counted for it) stays; the body is not usable.
+            cursor = open + 1
+            for c in value.utf8 { byte(c) }
+            byte(0x22)
+            complete = false
+            return
+        }
+        slack -= extra
+        w.bytes.withUnsafeBufferPointer { open.update(from: $0.baseAddress!, count: $0.count) }
+        cursor = open + w.bytes.count
+    }
+
+    mutating func item(_ row: ExportRow, previousVupID: String?) {
+        fragment(RawFragment.vupID)
+        string(row.vupID)
+        fragment(RawFragment.hem)
+        string(row.hem)
+        if let v = row.email {
+            fragment(RawFragment.email)
+            string(v)
+        }
+        if let v = row.domain {
+            fragment(RawFragment.domain)
+            string(v)
+        }
+        if let v = row.source {
+            fragment(RawFragment.source)
+            string(v)
+        }
+        if let v = row.lastVerified {
+            fragment(RawFragment.lastVerified)
+            string(v)
+        }
+        fragment(RawFragment.updatedAt)
+        string(row.updatedAt)
+        if let previousVupID {
+            fragment(RawFragment.previousVupID)
+            string(previousVupID)
+        }
+        fragment(RawFragment.close)
+    }
+
+    mutating func key(vupID: String, hem: String) {
+        fragment(RawFragment.vupID)
+        string(vupID)
+        fragment(RawFragment.hem)
+        string(hem)
+        fragment(RawFragment.close)
+    }
+}
+
+/// The item fragments as static text, for RawSink and for the lengths it is sized by.
+enum RawFragment {
+    static let vupID: StaticString = #"{"vup_id":{"S":"#
+    static let hem: StaticString = #"},"hem":{"S":"#
+    static let email: StaticString = #"},"email":{"S":"#
+    static let domain: StaticString = #"},"domain":{"S":"#
+    static let source: StaticString = #"},"source":{"S":"#
+    static let lastVerified: StaticString = #"},"last_verified":{"S":"#
+    static let updatedAt: StaticString = #"},"updated_at":{"S":"#
+    static let previousVupID: StaticString = #"},"previous_vup_id":{"S":"#
+    static let close: StaticString = "}}"
+
+    /// Bytes RawSink writes for the item when no value needs escaping.
+    @inline(__always) static func itemLength(_ row: ExportRow, previousVupID previous: String?) -> Int {
+        var n = vupID.utf8CodeUnitCount + hem.utf8CodeUnitCount + updatedAt.utf8CodeUnitCount
+        n += close.utf8CodeUnitCount + 6 + row.vupID.utf8.count + row.hem.utf8.count + row.updatedAt.utf8.count
+        if let v = row.email { n += email.utf8CodeUnitCount + 2 + v.utf8.count }
+        if let v = row.domain { n += domain.utf8CodeUnitCount + 2 + v.utf8.count }
+        if let v = row.source { n += source.utf8CodeUnitCount + 2 + v.utf8.count }
+        if let v = row.lastVerified { n += lastVerified.utf8CodeUnitCount + 2 + v.utf8.count }
+        if let v = previous { n += previousVupID.utf8CodeUnitCount + 2 + v.utf8.count }
+        return n
+    }
+
+    /// Bytes RawSink writes for a key when neither value needs escaping.
+    @inline(__always) static func keyLength(vupID v: String, hem h: String) -> Int {
+        vupID.utf8CodeUnitCount + hem.utf8CodeUnitCount + close.utf8CodeUnitCount + 4 + v.utf8.count + h.utf8.count
+    }
 }

@@ -79,24 +79,21 @@ public final class Loader {
         }
     }
 
-    /// What one step of reading produced.
-    enum Item {
-        case rejected(RowRejection)
-        case write(WriteOperation)
-        /// A full-load row with a real VUP: check its sentinel item first.
-        case checkSentinel(ExportRow)
-    }
-
+    /// What one step of reading produced. Rows go straight into the arrays they are sent
+    /// from: lookups are sent as slices of `lookups`, without copying a row.
     struct Chunk {
-        var items: [Item]
+        var rejections: [RowRejection] = []
+        var writes: [WriteOperation] = []
+        /// Full-load rows with a real VUP: check their sentinel item first.
+        var lookups: [ExportRow] = []
         var mark: SourceProgress
-        var skipped: Int
+        var skipped = 0
     }
 
     enum Job: Sendable {
         case write([WriteOperation])
         case moves([(from: ItemKey, to: ExportRow)])
-        case lookup([ExportRow])
+        case lookup(ArraySlice<ExportRow>)
 
         var firstLine: Int? {
             switch self {
@@ -109,7 +106,7 @@ public final class Loader {
 
     enum Outcome: Sendable {
         case done(chunk: Int, stats: WriteStats)
-        case lookedUp(chunk: Int, rows: [ExportRow], found: Set<ItemKey>, stats: WriteStats)
+        case lookedUp(chunk: Int, rows: ArraySlice<ExportRow>, found: Set<ItemKey>, stats: WriteStats)
     }
 
     struct JobFailure: Error {
@@ -136,22 +133,22 @@ public final class Loader {
         let dryRun = options.dryRun
         try await run(key: name, size: size, summary: &summary) {
             guard let records = try await reader.nextBatch(maxRecords: self.options.chunkSize) else { return nil }
-            var chunk = Chunk(items: [], mark: .line(0), skipped: 0)
-            chunk.items.reserveCapacity(records.count)
+            var chunk = Chunk(mark: .line(0))
+            chunk.lookups.reserveCapacity(records.count)
             var last = 0
             for record in records {
                 switch record {
                 case .rejected(let rejection):
-                    chunk.items.append(.rejected(rejection))
+                    chunk.rejections.append(rejection)
                     last = max(last, rejection.line)
                 case .row(let row):
                     last = max(last, row.line)
                     if row.line <= resumeLine {
                         chunk.skipped += 1
                     } else if dryRun || ItemEncoding.isSentinel(row.vupID) {
-                        chunk.items.append(.write(.put(row)))
+                        chunk.writes.append(.put(row))
                     } else {
-                        chunk.items.append(.checkSentinel(row))
+                        chunk.lookups.append(row)
                     }
                 }
             }
@@ -189,13 +186,13 @@ public final class Loader {
         let skipAll = resume == .done
         try await run(key: key, size: size, summary: &summary) {
             guard let changes = try await diff.nextBatch(maxChanges: self.options.chunkSize) else { return nil }
-            var chunk = Chunk(items: [], mark: .hem(""), skipped: 0)
+            var chunk = Chunk(mark: .hem(""))
             var last = ""
             for change in changes {
                 let operation: WriteOperation
                 switch change {
                 case .rejected(let rejection):
-                    chunk.items.append(.rejected(rejection))
+                    chunk.rejections.append(rejection)
                     continue
                 case .added(let row), .changed(_, let row):
                     operation = .put(row)
@@ -209,7 +206,7 @@ public final class Loader {
                 if skipAll || (resumeHem.map { hem <= $0 } ?? false) {
                     chunk.skipped += 1
                 } else {
-                    chunk.items.append(.write(operation))
+                    chunk.writes.append(operation)
                 }
             }
             chunk.mark = .hem(last)
@@ -256,7 +253,7 @@ public final class Loader {
                     pending[chunk, default: 0] += 1
                 }
 
-                func enqueueWrites(_ chunk: Int, _ operations: [WriteOperation]) {
+                func enqueueWrites<Operations: Sequence<WriteOperation>>(_ chunk: Int, _ operations: Operations) {
                     var builder = BatchBuilder()
                     var moves: [(from: ItemKey, to: ExportRow)] = []
                     var movesBytes = 0
@@ -304,13 +301,16 @@ public final class Loader {
                         pending[chunk, default: 0] -= 1
                     case .lookedUp(let chunk, let rows, let found, let stats):
                         summary.stats.add(stats)
-                        var operations: [WriteOperation] = []
-                        operations.reserveCapacity(rows.count)
-                        for row in rows {
-                            let sentinel = ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem)
-                            operations.append(found.contains(sentinel) ? .move(from: sentinel, to: row) : .put(row))
+                        if found.isEmpty {
+                            enqueueWrites(chunk, rows.lazy.map { WriteOperation.put($0) })
+                        } else {
+                            enqueueWrites(
+                                chunk,
+                                rows.lazy.map { row in
+                                    let sentinel = ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem)
+                                    return found.contains(sentinel) ? .move(from: sentinel, to: row) : .put(row)
+                                })
                         }
-                        enqueueWrites(chunk, operations)
                         pending[chunk, default: 0] -= 1
                     }
                     try acknowledge()
@@ -336,23 +336,18 @@ public final class Loader {
                     let number = chunkNumber
                     chunkNumber += 1
                     summary.skippedByCheckpoint += chunk.skipped
-                    var writes: [WriteOperation] = []
-                    var lookups: [ExportRow] = []
-                    for item in chunk.items {
-                        switch item {
-                        case .rejected(let rejection):
-                            summary.rejected[rejection.reason, default: 0] += 1
-                            rejects?.write(rejection)
-                        case .write(let operation): writes.append(operation)
-                        case .checkSentinel(let row):
-                            lookups.append(row)
-                            if lookups.count == 100 {
-                                enqueue(number, .lookup(lookups))
-                                lookups.removeAll()
-                            }
-                        }
+                    for rejection in chunk.rejections {
+                        summary.rejected[rejection.reason, default: 0] += 1
+                        rejects?.write(rejection)
                     }
-                    if !lookups.isEmpty { enqueue(number, .lookup(lookups)) }
+                    // BatchGetItem takes 100 keys at most.
+                    var start = 0
+                    while start < chunk.lookups.count {
+                        let end = min(chunk.lookups.count, start + 100)
+                        enqueue(number, .lookup(chunk.lookups[start..<end]))
+                        start = end
+                    }
+                    let writes = chunk.writes
                     if writer == nil {
                         // Dry run: count what would be written.
                         for operation in writes {
@@ -406,6 +401,24 @@ public final class Loader {
         rejects?.flush()
     }
 
+    /// The sentinel key of each row's HEM, each once: BatchGetItem rejects a list that names a
+    /// key twice. An export is sorted by HEM, so a strictly ascending run proves there is no
+    /// repeat without hashing; anything else is deduplicated through a set.
+    static func sentinelKeys(_ rows: ArraySlice<ExportRow>) -> [ItemKey] {
+        var keys: [ItemKey] = []
+        keys.reserveCapacity(rows.count)
+        var ascending = true
+        var previous: String? = nil
+        for row in rows {
+            if let previous, !(previous < row.hem) { ascending = false }
+            previous = row.hem
+            keys.append(ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem))
+        }
+        if ascending { return keys }
+        var seen = Set<String>()
+        return keys.filter { seen.insert($0.hem).inserted }
+    }
+
     static func perform(_ job: Job, chunk: Int, writer: TableWriter) async throws -> Outcome {
         do {
             switch job {
@@ -414,8 +427,7 @@ public final class Loader {
             case .moves(let moves):
                 return .done(chunk: chunk, stats: try await writer.move(moves))
             case .lookup(let rows):
-                let keys = rows.map { ItemKey(vupID: ItemEncoding.sentinel(forHem: $0.hem), hem: $0.hem) }
-                let (found, stats) = try await writer.existing(keys)
+                let (found, stats) = try await writer.existing(sentinelKeys(rows))
                 return .lookedUp(chunk: chunk, rows: rows, found: found, stats: stats)
             }
         } catch {

@@ -71,6 +71,46 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(requests[1]["DeleteRequest"]?["Key"]?["vup_id"]?["S"], "VUP-9")
     }
 
+    func testRawBodies_matchTheJSONWriterPath_evenWithEscapes_andFallBackWhenSlackRunsOut() throws {
+        let plain: [WriteOperation] = [
+            .put(row(hem, vup: "VUP-1", email: "a.b@example.invalid")),
+            .put(ExportRow(hem: "ab" + hem.dropFirst(2), vupID: "UNRESOLVED#ab", updatedAt: "2026-11-24T06:00:00Z", line: 3)),
+            .delete(ItemKey(vupID: "VUP-9", hem: hem), line: 4),
+            .move(from: ItemKey(vupID: "UNRESOLVED#0f", hem: hem), to: row(hem, vup: "VUP-3", email: nil)),
+        ]
+        XCTAssertEqual(
+            RequestBodies.rawBatchWrite(table: "t", plain), RequestBodies.writerBatchWrite(table: "t", plain))
+        let escaped: [WriteOperation] = [.put(row(hem)), .put(row(hem, email: "tab\there@example.invalid"))]
+        XCTAssertEqual(
+            RequestBodies.rawBatchWrite(table: "t", escaped), RequestBodies.writerBatchWrite(table: "t", escaped))
+        XCTAssertNil(RequestBodies.rawBatchWrite(table: "t", escaped, slack: 1))
+        let body = RequestBodies.batchWrite(table: "t", escaped)
+        XCTAssertEqual(
+            try JSON.parse(body)["RequestItems"]?["t"]?.arrayValue?[0]["PutRequest"]?["Item"]?["email"]?["S"],
+            "a\"b@example.invalid")
+
+        let keys = [ItemKey(vupID: "UNRESOLVED#0f", hem: hem), ItemKey(vupID: "UNRESOLVED#ab", hem: "ab")]
+        XCTAssertEqual(RequestBodies.rawBatchGet(table: "t", keys), RequestBodies.writerBatchGet(table: "t", keys))
+        let quoted = [ItemKey(vupID: "V\"", hem: hem)]
+        XCTAssertEqual(RequestBodies.rawBatchGet(table: "t", quoted), RequestBodies.writerBatchGet(table: "t", quoted))
+        XCTAssertNil(RequestBodies.rawBatchGet(table: "t", quoted, slack: 0))
+    }
+
+    func testSentinel_isUnresolvedAndTheHemsFirstTwoCharacters() {
+        for hem in [hem, "ab", "é0ff", "x"] {
+            XCTAssertEqual(ItemEncoding.sentinel(forHem: hem), "UNRESOLVED#" + hem.prefix(2))
+        }
+        XCTAssertTrue(ItemEncoding.isSentinel(ItemEncoding.sentinel(forHem: hem)))
+    }
+
+    func testSentinelKeys_eachHemOnce_inOrder() {
+        let sorted = ["00", "0a", "ff"].map { row($0 + hem.dropFirst(2), vup: "VUP-1") }
+        XCTAssertEqual(Loader.sentinelKeys(sorted[...]).map(\.hem), sorted.map(\.hem))
+        let repeated = [sorted[1], sorted[0], sorted[1], sorted[2], sorted[0]]
+        XCTAssertEqual(
+            Loader.sentinelKeys(repeated[...]).map(\.vupID), ["UNRESOLVED#0a", "UNRESOLVED#00", "UNRESOLVED#ff"])
+    }
+
     func testMoveBody_deletesOldKeyAndPutsNewItemInOneTransaction() throws {
         let body = RequestBodies.moves(
             table: "t", [(ItemKey(vupID: "UNRESOLVED#0f", hem: hem), row(hem, vup: "VUP-1"))])
