@@ -133,46 +133,17 @@ final class RDKafkaClient: @unchecked Sendable {
             offsets.append((name, value))
         }
         scratch.append(0)
-        let capacity = 5 + message.headers.count
         return scratch.withUnsafeBytes { scratchBytes in
-            message.value.withUnsafeBytes { value in
-                withOptionalBytes(message.key) { key in
-                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: capacity) { vus in
-                        var count = 0
-                        func add(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
-                            var vu = rd_kafka_vu_t()
-                            vu.vtype = type
-                            set(&vu)
-                            vus[count] = vu
-                            count += 1
-                        }
-                        add(RD_KAFKA_VTYPE_RKT) { $0.u.rkt = topic }
-                        add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
-                        add(RD_KAFKA_VTYPE_VALUE) {
-                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                            $0.u.mem.size = value.count
-                        }
-                        if let key {
-                            add(RD_KAFKA_VTYPE_KEY) {
-                                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                                $0.u.mem.size = key.count
-                            }
-                        }
-                        add(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(tag)) }
-                        let base = scratchBytes.baseAddress!
-                        for (n, h) in message.headers.enumerated() {
-                            add(RD_KAFKA_VTYPE_HEADER) {
-                                $0.u.header.name = (base + offsets[n].name).assumingMemoryBound(to: CChar.self)
-                                $0.u.header.val = offsets[n].value.map { base + $0 }
-                                $0.u.header.size = h.value?.count ?? 0
-                            }
-                        }
-                        guard let error = rd_kafka_produceva(handle, vus.baseAddress, count) else {
-                            return RD_KAFKA_RESP_ERR_NO_ERROR
-                        }
-                        let code = rd_kafka_error_code(error)
-                        rd_kafka_error_destroy(error)
-                        return code
+            let base = scratchBytes.baseAddress!
+            let headers = zip(message.headers, offsets).map { h, o in
+                KafkaRawHeader(
+                    name: (base + o.name).assumingMemoryBound(to: CChar.self),
+                    value: UnsafeRawBufferPointer(start: o.value.map { base + $0 }, count: h.value?.count ?? 0))
+            }
+            return headers.withUnsafeBufferPointer { headers in
+                message.value.withUnsafeBytes { value in
+                    withOptionalBytes(message.key) { key in
+                        produce(topic: topic, key: key, value: value, headers: headers, tag: tag, copy: true)
                     }
                 }
             }
