@@ -86,20 +86,31 @@ public final class TableWriter: Sendable {
                 concurrency.succeeded()
                 return stats
             }
-            // Unprocessed items are DynamoDB's soft throttling: back off before resending them.
-            stats.throttled += 1
-            stats.retries += 1
-            concurrency.throttled()
-            stalled = next.count < remaining.count ? 1 : stalled + 1
-            if stalled > maxThrottledAttempts {
-                throw AWSError(
-                    kind: .service, service: .dynamoDB, operation: "BatchWriteItem", code: "UnprocessedItems",
-                    message: "\(next.count) items still unprocessed after \(stalled) attempts")
-            }
+            try await backOffUnprocessed(
+                left: next.count, sent: remaining.count, stalled: &stalled, operation: "BatchWriteItem",
+                code: "UnprocessedItems", noun: "items", &stats)
             remaining = next
-            try await backoff.sleep(retry: stalled)
         }
         return stats
+    }
+
+    /// Unprocessed items or keys are DynamoDB's soft throttling: count it, slow the load down and
+    /// back off before the caller resends them; fail after `maxThrottledAttempts` rounds in a row
+    /// without progress.
+    private func backOffUnprocessed(
+        left: Int, sent: Int, stalled: inout Int, operation: String, code: String, noun: String,
+        _ stats: inout WriteStats
+    ) async throws {
+        stats.throttled += 1
+        stats.retries += 1
+        concurrency.throttled()
+        stalled = left < sent ? 1 : stalled + 1
+        if stalled > maxThrottledAttempts {
+            throw AWSError(
+                kind: .service, service: .dynamoDB, operation: operation, code: code,
+                message: "\(left) \(noun) still unprocessed after \(stalled) attempts")
+        }
+        try await backoff.sleep(retry: stalled)
     }
 
     /// One TransactWriteItems for up to 25 moves (Delete old key + Put new item each).
@@ -132,17 +143,10 @@ public final class TableWriter: Sendable {
                 }
                 let unprocessed = (response["UnprocessedKeys"]?[table]?["Keys"]?.arrayValue ?? []).compactMap(Self.key)
                 if unprocessed.isEmpty { break }
-                stats.retries += 1
-                stats.throttled += 1
-                concurrency.throttled()
-                stalled = unprocessed.count < remaining.count ? 1 : stalled + 1
-                if stalled > maxThrottledAttempts {
-                    throw AWSError(
-                        kind: .service, service: .dynamoDB, operation: "BatchGetItem", code: "UnprocessedKeys",
-                        message: "\(unprocessed.count) keys still unprocessed after \(stalled) attempts")
-                }
+                try await backOffUnprocessed(
+                    left: unprocessed.count, sent: remaining.count, stalled: &stalled, operation: "BatchGetItem",
+                    code: "UnprocessedKeys", noun: "keys", &stats)
                 remaining = unprocessed
-                try await backoff.sleep(retry: stalled)
             }
         }
         return (found, stats)
