@@ -36,17 +36,6 @@ public struct ChangeEventSchema: Sendable {
         return node
     }
 
-    private static func typeName(_ v: JSON) -> String {
-        switch v {
-        case .null: return "null"
-        case .bool: return "boolean"
-        case .number(let raw): return raw.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) ? "number" : "integer"
-        case .string: return "string"
-        case .array: return "array"
-        case .object: return "object"
-        }
-    }
-
     private func check(_ value: JSON, _ schema: JSON, _ path: String, _ out: inout [String]) {
         if case .bool(let b) = schema { if !b { out.append("\(name(path)): not allowed") }; return }
         guard case .object(let s) = schema else { return }
@@ -55,7 +44,7 @@ public struct ChangeEventSchema: Sendable {
         }
         if let t = s["type"] {
             let allowed = t.arrayValue?.compactMap(\.stringValue) ?? [t.stringValue ?? ""]
-            let actual = Self.typeName(value)
+            let actual = value.schemaTypeName
             if !(allowed.contains(actual) || (actual == "integer" && allowed.contains("number"))) {
                 out.append("\(name(path)): expected \(allowed.joined(separator: " or ")), got \(actual)")
                 return

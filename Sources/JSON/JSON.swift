@@ -67,6 +67,20 @@ extension JSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Express
     public init(nilLiteral: ()) { self = .null }
 }
 
+extension JSON {
+    /// The value's JSON Schema type name; a number without a fraction or exponent is "integer".
+    public var schemaTypeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .number(let raw): return raw.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) ? "number" : "integer"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+}
+
 extension JSON: CustomStringConvertible {
     /// Compact JSON text with object keys sorted, so equal values print identically.
     public var description: String { serialized() }

@@ -225,17 +225,6 @@ final class Node: @unchecked Sendable {
         return Node(n)
     }
 
-    static func typeName(_ v: JSON) -> String {
-        switch v {
-        case .null: return "null"
-        case .bool: return "boolean"
-        case .number(let raw): return raw.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) ? "number" : "integer"
-        case .string: return "string"
-        case .array: return "array"
-        case .object: return "object"
-        }
-    }
-
     func verdict(_ value: JSON) -> Verdict {
         if unsupported { return .unsure }
         if let boolean { return boolean ? .valid : .invalid }
@@ -248,7 +237,7 @@ final class Node: @unchecked Sendable {
         }
         if let ref, rule(ref.verdict(value)) { return result }
         if let types {
-            let actual = Self.typeName(value)
+            let actual = value.schemaTypeName
             guard types.contains(actual) || (actual == "integer" && types.contains("number")) else { return .invalid }
         }
         if let const, const != value { return .invalid }
