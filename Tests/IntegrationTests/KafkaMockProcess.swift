@@ -84,32 +84,3 @@ final class KafkaMockProcess {
         return r.stdoutLines
     }
 }
-
-/// Valid change events: the schema examples with hem and id varied.
-enum SampleEvents {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    static let examples: [(text: String, hem: String, id: String)] = {
-        let dir = root.appendingPathComponent("schemas/events/examples")
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path))?.sorted() ?? []
-        return names.filter { $0.hasSuffix(".json") }.map { name in
-            let text = try! String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
-            let object = try! JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
-            let compact = String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
-            return (compact, object["subject"] as! String, object["id"] as! String)
-        }
-    }()
-
-    static func hex(_ n: Int, width: Int) -> String {
-        let s = String(n, radix: 16)
-        return String(repeating: "0", count: max(0, width - s.count)) + s
-    }
-
-    static func event(_ i: Int, key: Int) -> (line: String, hem: String, id: String) {
-        let e = examples[i % examples.count]
-        let hem = "beef" + hex(key, width: 28)
-        let id = "1" + hex(i, width: 63)
-        return (e.text.replacingOccurrences(of: e.hem, with: hem).replacingOccurrences(of: e.id, with: id), hem, id)
-    }
-}

@@ -7,7 +7,7 @@ import XCTest
 /// over TCP, read back with kcat.
 final class PublishTests: XCTestCase {
     func ndjson(_ count: Int, keys: Int = 17) throws -> (TemporaryFile, [(line: String, hem: String, id: String)]) {
-        let events = (0..<count).map { SampleEvents.event($0, key: $0 % keys) }
+        let events = (0..<count).map { EventFixtures.event($0, key: $0 % keys) }
         let file = try TemporaryFile(name: "events.ndjson", contents: Data(events.map { $0.line + "\n" }.joined().utf8))
         return (file, events)
     }
@@ -52,7 +52,7 @@ final class PublishTests: XCTestCase {
         let mock = try KafkaMockProcess(["--topic", "t:2"])
         let child = try BackgroundProcess(
             Hemstream.binaryPath, ["publish", "--brokers", mock.brokers, "--topic", "t", "--flush-timeout", "30"])
-        let lines = (0..<120).map { SampleEvents.event($0, key: $0 % 5).line + "\n" }.joined()
+        let lines = (0..<120).map { EventFixtures.event($0, key: $0 % 5).line + "\n" }.joined()
         child.stdin.fileHandleForWriting.write(Data(lines.utf8))
         // stdin stays open: the publisher is mid-run, waiting for more input. Wait until what it
         // read has reached the broker, then ask it to stop.
@@ -132,9 +132,9 @@ final class PublishTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("no.such.key"), r.stderr)
 
         let email = "pat.doe@example.invalid"
-        let schemaFailing = SampleEvents.event(7, key: 7).line.replacingOccurrences(of: "\"hem.", with: "\"hem.x")
+        let schemaFailing = EventFixtures.event(7, key: 7).line.replacingOccurrences(of: "\"hem.", with: "\"hem.x")
             .replacingOccurrences(of: "\"specversion\":\"1.0\"", with: "\"specversion\":\"1.0\",\"email\":\"\(email)\"")
-        let input = [SampleEvents.event(1, key: 1).line, "{not json", schemaFailing, SampleEvents.event(2, key: 2).line]
+        let input = [EventFixtures.event(1, key: 1).line, "{not json", schemaFailing, EventFixtures.event(2, key: 2).line]
         r = try Hemstream.run(["publish", "--brokers", mock.brokers, "--topic", "t"], stdin: input.joined(separator: "\n"))
         XCTAssertEqual(r.exitCode, 2, r.stderr)
         XCTAssertEqual(try summary(r.stdout), ["read": 4, "published": 2, "rejected": 2, "failed": 0, "interrupted": false])

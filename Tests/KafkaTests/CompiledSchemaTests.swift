@@ -1,6 +1,7 @@
 import Events
 import JSON
 import Kafka
+import TestSupport
 import XCTest
 
 /// The publish fast path may only ever accept what the canonical validator (Events'

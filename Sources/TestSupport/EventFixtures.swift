@@ -3,12 +3,13 @@ import JSON
 
 /// Valid change events for tests: the examples in schemas/events/examples, with hem, subject
 /// and id varied so every event is distinct and keys spread over partitions.
-enum EventFixtures {
+public enum EventFixtures {
+    /// The repository root (this file is Sources/TestSupport/EventFixtures.swift).
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
     /// The examples as compact JSON text, with the hem and id they use.
-    static let examples: [(text: String, hem: String, id: String)] = {
+    public static let examples: [(text: String, hem: String, id: String)] = {
         let dir = root.appendingPathComponent("schemas/events/examples")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path))?.sorted() ?? []
         return names.filter { $0.hasSuffix(".json") }.map { name in
@@ -17,13 +18,13 @@ enum EventFixtures {
         }
     }()
 
-    static func hex(_ n: Int, width: Int) -> String {
+    public static func hex(_ n: Int, width: Int) -> String {
         let s = String(n, radix: 16)
         return String(repeating: "0", count: max(0, width - s.count)) + s
     }
 
     /// Event number `i` for hem number `key`: an example's text with hem and id replaced.
-    static func event(_ i: Int, key: Int) -> (line: String, hem: String, id: String) {
+    public static func event(_ i: Int, key: Int) -> (line: String, hem: String, id: String) {
         let e = examples[i % examples.count]
         let hem = "feed" + hex(key, width: 28)
         let id = "0" + hex(i, width: 63)
