@@ -3,29 +3,17 @@ import JSON
 import TestSupport
 import XCTest
 
-/// The bad-input corpus for `hemstream load`: one file per case, each loaded by the real binary
-/// into moto. Bad rows give exit 2 with the reason counted and every good row still written;
+/// The bad-input corpus for `hemstream load`, on LoadCommandTests' table, directory and helpers:
+/// one file per case, each loaded by the real binary into moto. Bad rows give exit 2 with the reason counted and every good row still written;
 /// a bad file gives exit 1 with one line naming it; no email ever reaches stdout, stderr or the
 /// rejects file.
-final class LoadBadInputCorpusTests: XCTestCase, @unchecked Sendable {  // XCTest runs one method at a time
-    var env: [String: String] = [:]
-    var table = ""
-    var dir: TemporaryDirectory!
-
-    override func setUpWithError() throws {
-        env = try MotoServer.sharedEnvironment()
-        table = "corpus-\(UUID().uuidString.prefix(8).lowercased())"
-        dir = try TemporaryDirectory()
-        let created = try Hemstream.run(["table", "create", "--table", table, "--poll-interval", "0.05"], environment: env)
-        XCTAssertEqual(created.exitCode, 0, created.stderr)
-    }
-
-    static let header = "hem,vup_id,email,domain,source,last_verified,updated_at\n"
+extension LoadCommandTests {
+    static let corpusHeader = "hem,vup_id,email,domain,source,last_verified,updated_at\n"
 
     /// Three good rows around one bad record, so a test can see that only the bad one is lost.
     func fileWithOneBadRecord(_ name: String, bad: [UInt8]) throws -> (path: String, good: ExportFixture) {
         let good = ExportFixture.make(count: 3, salt: name)
-        var bytes = Array(Self.header.utf8)
+        var bytes = Array(Self.corpusHeader.utf8)
         func row(_ r: ExportFixture.Row) -> String { "\(r.hem),\(r.vup ?? ""),\(r.email!),example.invalid,crm,,\(r.updatedAt)\n" }
         bytes += Array(row(good.rows[0]).utf8)
         bytes += bad
@@ -53,7 +41,7 @@ final class LoadBadInputCorpusTests: XCTestCase, @unchecked Sendable {  // XCTes
         for c in cases {
             let (path, good) = try fileWithOneBadRecord(c.file, bad: c.record)
             let rejects = dir.file(c.file + ".rejects")
-            let result = try Hemstream.run(["load", "--table", table, path, "--rejects", rejects.path], environment: env)
+            let result = try load([path, "--rejects", rejects.path])
             XCTAssertEqual(result.exitCode, 2, "\(c.file): \(result.stderr)")
             let summary = try JSON.parse(result.stdoutLines.last ?? "")
             XCTAssertEqual(summary["totals"]?["rejected"]?[c.reason], 1, "\(c.file): \(result.stdout)")
@@ -92,7 +80,7 @@ final class LoadBadInputCorpusTests: XCTestCase, @unchecked Sendable {  // XCTes
         for c in cases {
             let url = dir.file(c.file)
             try Data(c.bytes).write(to: url)
-            let result = try Hemstream.run(["load", "--table", table, url.path], environment: env)
+            let result = try load([url.path])
             XCTAssertEqual(result.exitCode, 1, "\(c.file): \(result.stderr)")
             let lines = result.stderr.split(separator: "\n")
             XCTAssertEqual(lines.count, 1, "\(c.file): \(result.stderr)")
@@ -104,7 +92,7 @@ final class LoadBadInputCorpusTests: XCTestCase, @unchecked Sendable {  // XCTes
                 XCTAssertFalse(text.contains("@example.invalid"), "\(c.file): an email leaked: \(text.prefix(300))")
             }
         }
-        let missing = try Hemstream.run(["load", "--table", table, dir.file("nope.csv.gz").path], environment: env)
+        let missing = try load([dir.file("nope.csv.gz").path])
         XCTAssertEqual(missing.exitCode, 1, missing.stderr)
         XCTAssertTrue(missing.stderr.contains("nope.csv.gz"), missing.stderr)
     }
