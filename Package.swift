@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // C edge
@@ -58,10 +59,18 @@ let package = Package(
                 "CRdKafka", "JSON",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(
+            name: "Stream",
+            dependencies: [
+                "AWSWire", "Events", "JSON", "Kafka",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]),
         .executableTarget(
             name: "hemstream",
             dependencies: [
-                "JSON", "AWSWire", "Table", "Export", "Loader", "Events", "Kafka", "Schemas",
+                "JSON", "AWSWire", "Table", "Export", "Loader", "Events", "Kafka", "Schemas", "Stream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -22,6 +22,9 @@ public struct FieldClassification: Sendable {
 /// Where a stream record came from; a checkpoint position.
 public struct StreamPosition: Sendable, Hashable {
     public var streamARN: String, shardID: String, sequenceNumber: String, eventName: String
+    public init(streamARN: String, shardID: String, sequenceNumber: String, eventName: String) {
+        self.streamARN = streamARN; self.shardID = shardID; self.sequenceNumber = sequenceNumber; self.eventName = eventName
+    }
 }
 
 /// One encoded change event (CloudEvents 1.0 JSON).
@@ -36,82 +39,160 @@ public struct RecordError: Error, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-/// Turns DynamoDB Streams records (wire JSON) into change events, pairing a move's REMOVE and
-/// INSERT by hem within `window` seconds of record time. Pure: time comes from the records or `advance(to:)`.
+/// Turns DynamoDB Streams records (wire JSON) into change events.
+///
+/// A move is a REMOVE of the old item and an INSERT of the new one, possibly on different
+/// shards and read by different workers. The loader's INSERT carries `previous_vup_id`, so it
+/// alone gives the transition event (its id comes from that record only, whoever reads it);
+/// the REMOVE of such a move is dropped here when this detector saw the INSERT within `window`
+/// seconds, and by the stream reader's hem-index lookup otherwise. Halves without that mark
+/// (other writers) are paired in memory within `window` seconds of record time, the fallback.
+/// Pure: time comes from the records or `advance(to:)`. Cost per record is O(log pending).
 public struct ChangeDetector: Sendable {
     public let source: String
     public let fields: FieldClassification
     public let window: Double
+    /// Halves held at most; past it the oldest settle early (memory stays bounded).
+    public let maxPending: Int
     let piiKey: [UInt8]?
     public private(set) var noOpModifies = 0
+    /// REMOVEs recognised as the departing half of a loader move and dropped.
+    public private(set) var departedHalvesDropped = 0
 
     struct Pending: Sendable {
         var image: [String: JSON], vup: String, isInsert: Bool, time: Double
-        var position: StreamPosition, previousInShard: String?
+        var position: StreamPosition, token: Int
     }
+    /// A loader move's transition already emitted: its REMOVE, when it comes, is dropped.
+    struct Departed: Sendable { var from: String, time: Double, token: Int }
     var pending: [String: Pending] = [:]          // by hem
-    var lastSeen: [String: String] = [:]          // shard → last sequence number ingested
+    var departed: [String: Departed] = [:]        // by hem
+    var expiries = MinHeap()
+    var nextToken = 0
+    /// Held positions that left the window (settled into an event, or dropped as a partner).
+    var released: [StreamPosition] = []
 
-    public init(region: String, table: String, fields: FieldClassification, window: Double = 30, piiKey: [UInt8]? = nil) {
+    public init(
+        region: String, table: String, fields: FieldClassification, window: Double = 30, piiKey: [UInt8]? = nil,
+        maxPending: Int = 200_000
+    ) {
         source = "aws:dynamodb:\(region):\(table)"
         self.fields = fields; self.window = window
         self.piiKey = piiKey
+        self.maxPending = maxPending
+    }
+
+    /// What one record did: the events it completed, and whether the record itself now waits in
+    /// the pairing window (its checkpoint must not pass it until it appears in `drainReleased()`).
+    public struct Outcome: Sendable {
+        public var events: [ChangeEvent] = []
+        public var held = false
     }
 
     /// Feeds one record; returns the events it completes (including pairs whose window expired).
     public mutating func ingest(_ record: JSON, shardID: String, streamARN: String) throws(RecordError) -> [ChangeEvent] {
+        try ingestTracked(record, shardID: shardID, streamARN: streamARN).events
+    }
+
+    /// `ingest`, also saying whether the record is held in the pairing window.
+    public mutating func ingestTracked(_ record: JSON, shardID: String, streamARN: String) throws(RecordError) -> Outcome {
         guard let name = record["eventName"]?.stringValue else { throw RecordError(description: "record missing eventName") }
         guard let d = record["dynamodb"] else { throw RecordError(description: "record missing dynamodb") }
         guard let seq = d["SequenceNumber"]?.stringValue else { throw RecordError(description: "record missing dynamodb.SequenceNumber") }
         guard let time = d["ApproximateCreationDateTime"]?.doubleValue else { throw RecordError(description: "record missing dynamodb.ApproximateCreationDateTime") }
         let pos = StreamPosition(streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: name)
-        let prev = lastSeen[shardID]
-        lastSeen[shardID] = seq
-        var out = advance(to: time)
         let newImage = d["NewImage"]?.objectValue, oldImage = d["OldImage"]?.objectValue
         func key(_ img: [String: JSON]?, _ k: String) throws(RecordError) -> String {
             guard let v = img?[k]?["S"]?.stringValue ?? d["Keys"]?[k]?["S"]?.stringValue else { throw RecordError(description: "record missing key \(k)") }
             return v
         }
+        // Validate everything before changing any state, so a bad record leaves none behind.
+        var out = Outcome()
         switch name {
         case "MODIFY":
             guard let o = oldImage, let n = newImage else { throw RecordError(description: "MODIFY record missing OldImage or NewImage") }
             let hem = try key(n, "hem"), vup = try key(n, "vup_id")
+            out.events = advance(to: time)
             let changes = diff(o, n)
             if changes.isEmpty { noOpModifies += 1 } else {
-                out.append(event("hem.updated", hem: hem, before: vup, after: vup, changes: changes, updatedAt: n["updated_at"], positions: [pos], time: time, partnerMissing: false))
+                out.events.append(event("hem.updated", hem: hem, before: vup, after: vup, changes: changes, updatedAt: n["updated_at"], positions: [pos], time: time, partnerMissing: false))
             }
         case "INSERT", "REMOVE":
-            let img = name == "INSERT" ? newImage : oldImage
-            guard let image = img else { throw RecordError(description: "\(name) record missing \(name == "INSERT" ? "NewImage" : "OldImage")") }
+            let isInsert = name == "INSERT"
+            guard let image = isInsert ? newImage : oldImage else { throw RecordError(description: "\(name) record missing \(isInsert ? "NewImage" : "OldImage")") }
             let hem = try key(image, "hem"), vup = try key(image, "vup_id")
-            let me = Pending(image: image, vup: vup, isInsert: name == "INSERT", time: time, position: pos, previousInShard: prev)
+            out.events = advance(to: time)
+            if isInsert, let from = image["previous_vup_id"]?["S"]?.stringValue, from != vup {
+                // The loader's move: this record alone is the transition.
+                if let p = pending[hem] {
+                    pending[hem] = nil
+                    if !p.isInsert && p.vup == from { released.append(p.position); departedHalvesDropped += 1 }
+                    else { out.events.append(settle(hem: hem, p)) }
+                }
+                out.events.append(event(moveType(from, vup), hem: hem, before: from, after: vup, changes: [], updatedAt: image["updated_at"], positions: [pos], time: time, partnerMissing: false))
+                let token = take()
+                departed[hem] = Departed(from: from, time: time, token: token)
+                expiries.push(.init(time: time, token: token, hem: hem))
+                return out
+            }
+            if !isInsert, let moved = departed[hem], moved.from == vup {
+                departed[hem] = nil
+                departedHalvesDropped += 1
+                return out
+            }
+            let token = take()
+            let me = Pending(image: image, vup: vup, isInsert: isInsert, time: time, position: pos, token: token)
             if let other = pending[hem], Self.arePartners(earlier: other, later: me) {
                 pending[hem] = nil
-                out.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
+                released.append(other.position)
+                out.events.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
             } else {
-                if let stale = pending[hem] { out.append(settle(hem: hem, stale)) }
+                if let stale = pending[hem] { pending[hem] = nil; out.events.append(settle(hem: hem, stale)) }
                 pending[hem] = me
+                expiries.push(.init(time: time, token: token, hem: hem))
+                out.held = true
+                if pending.count > maxPending { out.events += settleOldest() }
             }
         default: throw RecordError(description: "record has unknown eventName")
         }
         return out
     }
 
+    mutating func take() -> Int { nextToken += 1; return nextToken }
+
     /// Settles every pending half whose window has passed at `now` (epoch seconds).
     public mutating func advance(to now: Double) -> [ChangeEvent] {
-        let due = pending.filter { now - $0.value.time >= window }.sorted { $0.value.time < $1.value.time }
-        return due.map { pending[$0.key] = nil; return settle(hem: $0.key, $0.value) }
+        var out: [ChangeEvent] = []
+        while let top = expiries.peek, now - top.time >= window {
+            expiries.pop()
+            out += expire(top)
+        }
+        return out
+    }
+
+    mutating func settleOldest() -> [ChangeEvent] {
+        var out: [ChangeEvent] = []
+        while pending.count > maxPending, let top = expiries.pop() { out += expire(top) }
+        return out
+    }
+
+    mutating func expire(_ entry: MinHeap.Entry) -> [ChangeEvent] {
+        if let d = departed[entry.hem], d.token == entry.token { departed[entry.hem] = nil }
+        guard let p = pending[entry.hem], p.token == entry.token else { return [] }
+        pending[entry.hem] = nil
+        return [settle(hem: entry.hem, p)]
     }
 
     /// Settles everything pending, as if every window had passed (end of input, shutdown).
     public mutating func flush() -> [ChangeEvent] { advance(to: .infinity) }
 
-    /// Per shard, the highest sequence number below which every record's event has been emitted.
-    public func checkpoint(shardID: String) -> String? {
-        let held = pending.values.filter { $0.position.shardID == shardID }
-        guard let first = held.min(by: { Self.less($0.position.sequenceNumber, $1.position.sequenceNumber) }) else { return lastSeen[shardID] }
-        return first.previousInShard
+    /// Halves waiting for a partner.
+    public var pendingCount: Int { pending.count }
+
+    /// Held positions that have left the window since the last call (each once).
+    public mutating func drainReleased() -> [StreamPosition] {
+        defer { released.removeAll(keepingCapacity: true) }
+        return released
     }
 
     /// A REMOVE and an INSERT (in either order) are the two halves of one move only when they
@@ -129,7 +210,8 @@ public struct ChangeDetector: Sendable {
     static func less(_ a: String, _ b: String) -> Bool { a.count != b.count ? a.count < b.count : a < b }
     static func isUnresolved(_ vup: String) -> Bool { vup.hasPrefix("UNRESOLVED#") }
 
-    func settle(hem: String, _ p: Pending) -> ChangeEvent {
+    mutating func settle(hem: String, _ p: Pending) -> ChangeEvent {
+        released.append(p.position)
         if p.isInsert, let prevVup = p.image["previous_vup_id"]?["S"]?.stringValue, prevVup != p.vup {
             return event(moveType(prevVup, p.vup), hem: hem, before: prevVup, after: p.vup, changes: diff([:], p.image, keepAdds: false), updatedAt: p.image["updated_at"], positions: [p.position], time: p.time, partnerMissing: true)
         }
@@ -185,7 +267,9 @@ public struct ChangeDetector: Sendable {
     }
 
     func event(_ type: String, hem: String, before: String?, after: String?, changes: [JSON], updatedAt: JSON?, positions: [StreamPosition], time: Double, partnerMissing: Bool) -> ChangeEvent {
-        let idInput = positions.map { "\($0.streamARN)|\($0.shardID)|\($0.sequenceNumber)" }.sorted().joined(separator: "\n")
+        // The hem is part of the id: one record names one hem, and a server that gave two records
+        // one sequence number (moto 5.2.1 does under concurrent writes) cannot merge two events.
+        let idInput = hem + "\n" + positions.map { "\($0.streamARN)|\($0.shardID)|\($0.sequenceNumber)" }.sorted().joined(separator: "\n")
         let id = SHA256.hash(data: Array(idInput.utf8)).map { String(format: "%02x", $0) }.joined()
         let date = Date(timeIntervalSince1970: time)
         let fmt = ISO8601DateFormatter(); fmt.timeZone = TimeZone(identifier: "UTC")

@@ -10,6 +10,7 @@ struct Hemstream: AsyncParsableCommand {
             TableCommand.self,
             QueryCommand.self,
             LoadCommand.self,
+            StreamCommand.self,
             PublishCommand.self,
             KafkaMockCommand.self,
             EventsCommand.self,

@@ -33,4 +33,6 @@ enum Exit {
     static let partial = ExitCode(2)
     /// `table verify`: the table differs from schemas/table.json (or is missing).
     static let differs = ExitCode(3)
+    /// `stream --on-gap halt`: records were trimmed before they were read.
+    static let gapHalt = ExitCode(4)
 }

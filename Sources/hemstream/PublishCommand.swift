@@ -31,30 +31,18 @@ struct PublishCommand: AsyncParsableCommand {
               hemstream publish --brokers b:9093 --topic t --kafka-config client.properties -X linger.ms=20 f.ndjson
             """)
 
-    @Option(help: "Bootstrap brokers (host:port,...); `mock` starts librdkafka's mock cluster in this process.")
-    var brokers: String?
+    @OptionGroup var kafka: KafkaOptions
     @Option(help: "The topic to publish to.") var topic: String
-    @Option(help: "librdkafka properties file (key=value lines).") var kafkaConfig: String?
-    @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property.", valueName: "key=value"))
-    var properties: [String] = []
-    @Flag(help: "Create the topic if missing (local use: a broker with auto-creation, or the mock).")
-    var createTopic = false
-    @Option(help: "Partitions of the topic that --brokers mock creates.") var mockPartitions = 3
-    @Option(help: "Seconds to wait for cluster metadata at start.") var metadataTimeout: Double = 10
     @Option(help: "Seconds a message may take to be acknowledged (librdkafka message.timeout.ms).")
     var messageTimeout: Double = 120
     @Option(help: "Seconds to flush at the end or on SIGTERM before what is left is reported failed.")
     var flushTimeout: Double = 30
-    @Flag(help: "Pass librdkafka's own log lines to stderr.") var verbose = false
     @Argument(help: "NDJSON files of change events; none or `-` reads stdin.") var files: [String] = []
 
     func validate() throws {
         if topic.isEmpty { throw ValidationError("--topic must not be empty") }
-        if metadataTimeout <= 0 || flushTimeout < 0 || messageTimeout <= 0 {
+        if flushTimeout < 0 || messageTimeout <= 0 {
             throw ValidationError("timeouts must be positive")
-        }
-        for p in properties where KafkaConfiguration.parsePair(p) == nil {
-            throw ValidationError("-X \(p): expected key=value")
         }
     }
 
@@ -63,30 +51,11 @@ struct PublishCommand: AsyncParsableCommand {
             Console.line("hemstream publish: \(message)")
             return ExitCode.failure
         }
-        // Configuration: safe defaults, then the file, then -X, then --brokers.
-        var config = KafkaConfiguration.producerDefaults(messageTimeoutMs: Int(messageTimeout * 1000))
+        let config: KafkaConfiguration
+        let mock: KafkaMockCluster?
         do {
-            if let kafkaConfig {
-                for p in try KafkaConfiguration.loadProperties(file: kafkaConfig) { config.set(p.key, p.value) }
-            }
-        } catch { throw fail(error.description) }
-        for p in properties.compactMap(KafkaConfiguration.parsePair) { config.set(p.key, p.value) }
-
-        var mock: KafkaMockCluster?
-        if brokers == "mock" {
-            do {
-                let cluster = try KafkaMockCluster(brokers: 1)
-                try cluster.createTopic(topic, partitions: mockPartitions)
-                mock = cluster
-                config.set("bootstrap.servers", cluster.bootstrapServers)
-                Console.line("kafka mock cluster: \(cluster.bootstrapServers)")
-            } catch { throw fail(error.description) }
-        } else if let brokers {
-            config.set("bootstrap.servers", brokers)
-        }
-        guard let servers = config["bootstrap.servers"], !servers.isEmpty else {
-            throw fail("no brokers: give --brokers (or bootstrap.servers in --kafka-config)")
-        }
+            (config, mock) = try kafka.configuration(messageTimeoutMs: Int(messageTimeout * 1000), topics: [topic])
+        } catch { throw fail("\(error)") }
         for f in files where f != "-" && !FileManager.default.isReadableFile(atPath: f) {
             throw fail("\(f): cannot read")
         }
@@ -99,8 +68,8 @@ struct PublishCommand: AsyncParsableCommand {
         let publisher: NDJSONPublisher
         do {
             publisher = try NDJSONPublisher(
-                topic: topic, configuration: config, sources: files, createTopic: createTopic,
-                metadataTimeout: .seconds(metadataTimeout), logLevel: verbose ? 7 : -1,
+                topic: topic, configuration: config, sources: files, createTopic: kafka.createTopic,
+                metadataTimeout: .seconds(kafka.metadataTimeout), logLevel: kafka.verbose ? 7 : -1,
                 validate: { compiled.certainlyValid($0) ? [] : schema.validate($0) }, fastPath: compiled, report: { Console.line($0) })
         } catch { throw fail(error.description) }
 

@@ -60,16 +60,52 @@ final class ChangeDetectorTests: XCTestCase {
         XCTAssertEqual(a.first?.json["data"]?["positions"]?.arrayValue?.count, 2)
     }
 
-    func testLoneInsertWithPreviousVup_isTransitionWithPartnerMissing_afterWindow() throws {
+    func testLoaderMoveInsert_aloneIsTheTransition_atOnce() throws {
         let i = Self.record("INSERT", seq: 3, time: 100, new: Self.item("V2", extra: ["previous_vup_id": "V1"]))
-        var (out, det) = try run([(i, "s1")], flush: false)
-        XCTAssertEqual(out.count, 0)
-        XCTAssertNil(det.checkpoint(shardID: "s1"), "pending half holds the checkpoint back")
-        XCTAssertEqual(det.advance(to: 129).count, 0)
-        out = det.advance(to: 130)
-        XCTAssertEqual(out.map(\.type), ["hem.reassigned"])
-        XCTAssertEqual(out.first?.json["data"]?["partner_missing"], .bool(true))
-        XCTAssertEqual(det.checkpoint(shardID: "s1"), "3")
+        var det = ChangeDetector(region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load())
+        let outcome = try det.ingestTracked(i, shardID: "s1", streamARN: Self.arn)
+        XCTAssertEqual(outcome.events.map(\.type), ["hem.reassigned"])
+        XCTAssertFalse(outcome.held, "a loader move's INSERT never waits for its REMOVE")
+        XCTAssertNil(outcome.events.first?.json["data"]?["partner_missing"])
+        XCTAssertEqual(det.pendingCount, 0)
+    }
+
+    func testLoaderMove_oneEventWithTheSameId_whicheverHalfComesFirst_andTheRemoveIsDropped() throws {
+        let r = Self.record("REMOVE", seq: 1, time: 100, old: Self.item("UNRESOLVED#01"))
+        let i = Self.record("INSERT", seq: 7, time: 100, new: Self.item("V2", extra: ["previous_vup_id": "UNRESOLVED#01"]))
+        let (a, detA) = try run([(r, "s1"), (i, "s2")])
+        let (b, detB) = try run([(i, "s2"), (r, "s1")])
+        XCTAssertEqual(a.map(\.type), ["hem.resolved"])
+        XCTAssertEqual(b.map(\.type), ["hem.resolved"])
+        XCTAssertEqual(a.map(\.id), b.map(\.id))
+        XCTAssertEqual(detA.departedHalvesDropped, 1)
+        XCTAssertEqual(detB.departedHalvesDropped, 1)
+        XCTAssertEqual(a.first?.json["data"]?["positions"]?[0]?["shard_id"], "s2", "the id comes from the INSERT alone")
+    }
+
+    func testHeldRemove_isReleasedWhenItsLoaderInsertArrives() throws {
+        var det = ChangeDetector(region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load())
+        let r = Self.record("REMOVE", seq: 1, time: 100, old: Self.item("V1"))
+        XCTAssertTrue(try det.ingestTracked(r, shardID: "s1", streamARN: Self.arn).held)
+        XCTAssertEqual(det.drainReleased(), [])
+        let i = Self.record("INSERT", seq: 2, time: 101, new: Self.item("V2", extra: ["previous_vup_id": "V1"]))
+        _ = try det.ingestTracked(i, shardID: "s2", streamARN: Self.arn)
+        XCTAssertEqual(det.drainReleased().map(\.sequenceNumber), ["1"])
+    }
+
+    func testPendingHalves_areBounded_oldestSettleFirst() throws {
+        var det = ChangeDetector(
+            region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load(), maxPending: 100)
+        var created = 0
+        for n in 0..<1_000 {
+            var item = Self.item("V\(n)").objectValue!
+            item["hem"] = ["S": .string(String(format: "%032x", n))]
+            created += try det.ingest(Self.record("INSERT", seq: n + 1, time: 100, new: .object(item)), shardID: "s1", streamARN: Self.arn).count
+        }
+        XCTAssertEqual(det.pendingCount, 100)
+        XCTAssertEqual(created, 900)
+        XCTAssertEqual(det.drainReleased().count, 900)
+        XCTAssertEqual(det.flush().count, 100)
     }
 
     func testModifyOfEmailAlone_saysModifiedWithoutValue_andHashesOnlyWithKey() throws {

@@ -11,10 +11,13 @@ final class BackgroundProcess: @unchecked Sendable {
     private let stderrFile: TemporaryFile
     private var buffered = Data()
 
-    init(_ executable: String, _ arguments: [String]) throws {
+    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
         stderrFile = try TemporaryFile(name: "stderr")
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = try FileHandle(forWritingTo: stderrFile.url)

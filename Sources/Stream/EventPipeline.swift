@@ -1,0 +1,270 @@
+import Events
+import Foundation
+import JSON
+import Kafka
+import Synchronization
+
+/// Where change events go: Kafka, or NDJSON on stdout (`--sink stdout`).
+public protocol EventSink: Sendable {
+    /// Enqueues one message; its acknowledgement comes back through the pipeline's `delivered`
+    /// with `tag`. Returns true when the message is acknowledged already (stdout).
+    func send(key: [UInt8], value: [UInt8], headers: [KafkaHeader], tag: UInt64, toDLQ: Bool) throws -> Bool
+    /// Waits up to `timeout` for everything sent to be acknowledged; true when nothing is left.
+    func flush(timeout: Duration) async -> Bool
+    func close(timeout: Duration)
+}
+
+/// Records in, events out, and for each shard the furthest sequence number whose record and
+/// every record before it have had all their events acknowledged and left the pairing window:
+/// the only place a checkpoint may move to.
+public final class EventPipeline: Sendable {
+    struct Ledger {
+        /// One record, or several that a server gave one sequence number (moto does): their
+        /// events and holds add up, so the checkpoint waits for all of them.
+        struct Entry {
+            var seq: String
+            var outstanding: Int
+            var held: Int
+        }
+        var entries: [Entry] = []
+        var head = 0
+        /// Absolute index (head-relative offsets shift) of each live entry by sequence number.
+        var index: [String: Int] = [:]
+        var base = 0
+        var safe: String?
+
+        mutating func add(_ seq: String, held: Bool) {
+            if let abs = index[seq] {
+                if held { entries[head + abs - base].held += 1 }
+                return
+            }
+            index[seq] = base + entries.count - head
+            entries.append(Entry(seq: seq, outstanding: 0, held: held ? 1 : 0))
+        }
+        mutating func update(_ seq: String, _ change: (inout Entry) -> Void) {
+            guard let abs = index[seq] else { return }
+            change(&entries[head + abs - base])
+        }
+        /// Pops the settled prefix; returns the new safe checkpoint when it moved.
+        mutating func advance() -> String? {
+            var moved = false
+            while head < entries.count, entries[head].outstanding <= 0, entries[head].held <= 0 {
+                safe = entries[head].seq
+                index[entries[head].seq] = nil
+                head += 1
+                base += 1
+                moved = true
+            }
+            if head > 4096, head * 2 > entries.count {
+                entries.removeFirst(head)
+                head = 0
+            }
+            return moved ? safe : nil
+        }
+        var isSettled: Bool { head == entries.count }
+        var count: Int { entries.count - head }
+    }
+
+    struct State {
+        var detector: ChangeDetector
+        var ledgers: [String: Ledger] = [:]
+        var tags: [UInt64: [StreamPosition]] = [:]
+        var nextTag: UInt64 = 1
+        var fatal: String?
+        var inFlight = 0
+    }
+
+    let state: Mutex<State>
+    let sinkBox = Mutex<(any EventSink)?>(nil)
+    let metrics: StreamMetrics
+    let report: @Sendable (String) -> Void
+    /// Records that the detector could not read go here (with `--dlq-topic`), else only counted.
+    let hasDLQ: Bool
+
+    public init(detector: ChangeDetector, metrics: StreamMetrics, hasDLQ: Bool, report: @escaping @Sendable (String) -> Void) {
+        state = Mutex(State(detector: detector))
+        self.metrics = metrics
+        self.hasDLQ = hasDLQ
+        self.report = report
+    }
+
+    public func attach(_ sink: any EventSink) { sinkBox.withLock { $0 = sink } }
+    var sink: any EventSink { sinkBox.withLock { $0! } }
+
+    /// Messages sent and not yet acknowledged.
+    public var inFlight: Int { state.withLock { $0.inFlight } }
+    /// A delivery that failed for good (the process must stop without checkpointing past it).
+    public var fatal: String? { state.withLock { $0.fatal } }
+
+    /// Processes one page of a shard's records, in order. REMOVEs the resolver says are the
+    /// departing half of a loader move are acknowledged without an event.
+    public func process(_ records: [JSON], shardID: String, streamARN: String, departing: Set<Int>) throws {
+        var sends: [(ChangeEvent?, [UInt8]?, UInt64)] = []
+        var acknowledged: [UInt64] = []
+        state.withLock { s in
+            var ledger = s.ledgers[shardID] ?? Ledger()
+            for (i, record) in records.enumerated() {
+                let seq = record["dynamodb"]?["SequenceNumber"]?.stringValue ?? ""
+                metrics.recordsRead.increment()
+                if departing.contains(i) {
+                    ledger.add(seq, held: false)
+                    metrics.movesClassified(by: "index")
+                    continue
+                }
+                do {
+                    let outcome = try s.detector.ingestTracked(record, shardID: shardID, streamARN: streamARN)
+                    ledger.add(seq, held: outcome.held)
+                    s.ledgers[shardID] = ledger
+                    for e in outcome.events { sends.append((e, nil, Self.enqueue(&s, positions: e.json.positions))) }
+                    ledger = s.ledgers[shardID]!
+                } catch {
+                    ledger.add(seq, held: false)
+                    s.ledgers[shardID] = ledger
+                    let dlq = Self.deadLetter(record, shardID: shardID, seq: seq, error: "\(error)")
+                    metrics.deadLettered.increment()
+                    report("record \(seq) of shard \(shardID) cannot be read: \(error)"
+                        + (hasDLQ ? "; sent to the dead-letter topic" : "; skipped (no --dlq-topic)"))
+                    if hasDLQ {
+                        let pos = StreamPosition(streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?")
+                        sends.append((nil, dlq, Self.enqueue(&s, positions: [pos])))
+                    }
+                    ledger = s.ledgers[shardID]!
+                }
+                s.ledgers[shardID] = ledger
+            }
+            s.ledgers[shardID] = ledger
+            Self.release(&s, s.detector.drainReleased())
+        }
+        let sink = self.sink
+        for (event, dlq, tag) in sends {
+            let done: Bool
+            if let event {
+                metrics.events(type: event.type)
+                done = try sink.send(
+                    key: Array(event.hem.utf8), value: event.encoded(), headers: Self.headers(event), tag: tag, toDLQ: false)
+            } else {
+                done = try sink.send(key: nil ?? [], value: dlq!, headers: [], tag: tag, toDLQ: true)
+            }
+            if done { acknowledged.append(tag) }
+        }
+        for tag in acknowledged { delivered(tag: tag, error: nil) }
+        metrics.noOps.record(state.withLock { Double($0.detector.noOpModifies) })
+    }
+
+    /// Settles halves whose window has passed by wall-clock time (idle shards settle too).
+    public func advance(to now: Double) throws {
+        var sends: [(ChangeEvent, UInt64)] = []
+        state.withLock { s in
+            for e in s.detector.advance(to: now) { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
+            Self.release(&s, s.detector.drainReleased())
+        }
+        try sendAll(sends)
+    }
+
+    /// Settles every held half now (shutdown, handing shards over).
+    public func flushDetector() throws {
+        var sends: [(ChangeEvent, UInt64)] = []
+        state.withLock { s in
+            for e in s.detector.flush() { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
+            Self.release(&s, s.detector.drainReleased())
+        }
+        try sendAll(sends)
+    }
+
+    func sendAll(_ sends: [(ChangeEvent, UInt64)]) throws {
+        let sink = self.sink
+        for (event, tag) in sends {
+            metrics.events(type: event.type)
+            if try sink.send(key: Array(event.hem.utf8), value: event.encoded(), headers: Self.headers(event), tag: tag, toDLQ: false) {
+                delivered(tag: tag, error: nil)
+            }
+        }
+    }
+
+    /// A gap event (records trimmed before they were read), sent like any other event; it holds
+    /// no record of the shard, so it is flushed before the shard's checkpoint moves past the gap.
+    public func sendGap(_ event: JSON, hem: String) throws {
+        let tag = state.withLock { s in Self.enqueue(&s, positions: []) }
+        if try sink.send(key: Array(hem.utf8), value: event.serializedBytes(), headers: [], tag: tag, toDLQ: false) {
+            delivered(tag: tag, error: nil)
+        }
+    }
+
+    /// The broker's answer for a tag.
+    public func delivered(tag: UInt64, error: String?) {
+        state.withLock { s in
+            s.inFlight -= 1
+            if let error {
+                if s.fatal == nil { s.fatal = error }
+                return  // its records stay outstanding: the checkpoint never passes them
+            }
+            for p in s.tags.removeValue(forKey: tag) ?? [] {
+                s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.outstanding -= 1 }
+            }
+        }
+    }
+
+    /// The furthest checkpoint-safe sequence number of a shard, when it moved.
+    public func safeCheckpoint(shardID: String) -> String? {
+        state.withLock { s in s.ledgers[shardID]?.advance() }
+    }
+
+    /// True when every record read from the shard is acknowledged and out of the window.
+    public func isSettled(shardID: String) -> Bool {
+        state.withLock { s in
+            _ = s.ledgers[shardID]?.advance()
+            return s.ledgers[shardID]?.isSettled ?? true
+        }
+    }
+
+    /// Forgets a shard (lease lost or handed over): its unsettled records will be read again.
+    public func forget(shardID: String) {
+        state.withLock { s in _ = s.ledgers.removeValue(forKey: shardID) }
+    }
+
+    static func enqueue(_ s: inout State, positions: [StreamPosition]) -> UInt64 {
+        let tag = s.nextTag
+        s.nextTag += 1
+        s.inFlight += 1
+        s.tags[tag] = positions
+        for p in positions { s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.outstanding += 1 } }
+        return tag
+    }
+
+    static func release(_ s: inout State, _ positions: [StreamPosition]) {
+        for p in positions { s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.held -= 1 } }
+    }
+
+    static func headers(_ e: ChangeEvent) -> [KafkaHeader] {
+        [
+            KafkaHeader("content-type", "application/cloudevents+json"), KafkaHeader("ce_specversion", "1.0"),
+            KafkaHeader("ce_id", e.id), KafkaHeader("ce_type", e.type),
+        ]
+    }
+
+    /// A dead letter: where the record sits, its keys (pseudonymous) and why; never its images.
+    static func deadLetter(_ record: JSON, shardID: String, seq: String, error: String) -> [UInt8] {
+        var keys: [String: JSON] = [:]
+        for k in ["hem", "vup_id"] {
+            if let v = record["dynamodb"]?["Keys"]?[k]?["S"]?.stringValue { keys[k] = .string(v) }
+        }
+        let dl: JSON = [
+            "shard_id": .string(shardID), "sequence_number": .string(seq),
+            "event_name": record["eventName"]?.stringValue.map(JSON.string) ?? .null,
+            "keys": .object(keys), "error": .string(error),
+        ]
+        return dl.serializedBytes()
+    }
+}
+
+extension JSON {
+    /// The positions of a change event (data.positions), as StreamPositions.
+    var positions: [StreamPosition] {
+        (self["data"]?["positions"]?.arrayValue ?? []).compactMap { p in
+            guard let arn = p["stream_arn"]?.stringValue, let shard = p["shard_id"]?.stringValue,
+                let seq = p["sequence_number"]?.stringValue
+            else { return nil }
+            return StreamPosition(streamARN: arn, shardID: shard, sequenceNumber: seq, eventName: p["event_name"]?.stringValue ?? "")
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import AWSWire
+import Foundation
+import JSON
+
+/// Decides, for a REMOVE, whether it is the departing half of a loader move, by looking the
+/// hem up in `hem-index`. The loader's move is one transaction (Delete old, Put new with
+/// `previous_vup_id`), so after it the hem is found under another vup_id. The index is
+/// eventually consistent: a lookup that finds nothing while the record is younger than
+/// `grace` seconds is made again once it is that old.
+///
+/// What a lookup cannot decide: the hem moved again, or was deleted, between the move and the
+/// REMOVE being read (the lookup sees the newest state only). A hem deleted in that time makes
+/// the move's REMOVE a `hem.deleted` too; a hem found under another vup_id without
+/// `previous_vup_id` (another writer) goes to the detector's in-memory pairing.
+public struct MoveResolver: Sendable {
+    public let client: AWSClient
+    public let table: String
+    public let index: String
+    public let grace: Double
+
+    public init(client: AWSClient, table: String, index: String = "hem-index", grace: Double = 2) {
+        self.client = client
+        self.table = table
+        self.index = index
+        self.grace = grace
+    }
+
+    /// True when the REMOVE of (hem, vup) is a loader move's departing half.
+    public func isDepartingHalf(hem: String, vup: String, recordTime: Double) async throws -> Bool {
+        if try await foundElsewhere(hem: hem, vup: vup) { return true }
+        // ApproximateCreationDateTime is whole seconds: count the grace from the end of that second.
+        let wait = recordTime + 1 + grace - Date().timeIntervalSince1970
+        guard wait > 0 else { return false }
+        try await Task.sleep(for: .milliseconds(Int(min(wait, grace + 1) * 1000)))
+        return try await foundElsewhere(hem: hem, vup: vup)
+    }
+
+    func foundElsewhere(hem: String, vup: String) async throws -> Bool {
+        let answer = try await client.dynamoDB(
+            "Query",
+            [
+                "TableName": .string(table), "IndexName": .string(index),
+                "KeyConditionExpression": "hem = :h",
+                "ExpressionAttributeValues": [":h": ["S": .string(hem)]],
+                "ProjectionExpression": "vup_id, previous_vup_id",
+            ])
+        for item in answer["Items"]?.arrayValue ?? [] {
+            guard let other = item["vup_id"]?["S"]?.stringValue, other != vup else { continue }
+            if item["previous_vup_id"]?["S"]?.stringValue != nil { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,41 @@
+import Metrics
+
+/// The stream reader's metrics, through swift-metrics (the process bootstraps the Prometheus
+/// backend); names in Prometheus style, base units.
+public struct StreamMetrics: Sendable {
+    let recordsRead = Counter(label: "hemstream_stream_records_read_total")
+    let noOps = Gauge(label: "hemstream_stream_noop_modifies")
+    let deadLettered = Counter(label: "hemstream_stream_dead_letter_records_total")
+    let gaps = Counter(label: "hemstream_stream_gaps_total")
+    let getRecordsCalls = Counter(label: "hemstream_stream_getrecords_calls_total")
+    let getRecordsThrottled = Counter(label: "hemstream_stream_getrecords_throttled_total")
+    let expiredIterators = Counter(label: "hemstream_stream_expired_iterators_total")
+    let leasesHeld = Gauge(label: "hemstream_stream_leases_held")
+    let leasesTaken = Counter(label: "hemstream_stream_leases_taken_total")
+    let leasesLost = Counter(label: "hemstream_stream_leases_lost_total")
+    let checkpoints = Counter(label: "hemstream_stream_checkpoints_total")
+    let deliveryFailures = Counter(label: "hemstream_stream_delivery_failures_total")
+    /// Seconds between reading a record and Kafka acknowledging its event.
+    let deliveryLatency = Timer(label: "hemstream_stream_delivery_latency_seconds", preferredDisplayUnit: .seconds)
+
+    public init() {}
+
+    func events(type: String) {
+        Counter(label: "hemstream_stream_events_total", dimensions: [("type", type)]).increment()
+    }
+
+    func movesClassified(by path: String) {
+        Counter(label: "hemstream_stream_moves_classified_total", dimensions: [("path", path)]).increment()
+    }
+
+    /// now − ApproximateCreationDateTime of the last record read (whole seconds, as DynamoDB
+    /// rounds it); 0 once the shard is caught up.
+    func iteratorAge(shard: String, seconds: Double) {
+        Gauge(label: "hemstream_stream_iterator_age_seconds", dimensions: [("shard", shard)]).record(seconds)
+    }
+
+    /// 24 h − age of the oldest record not yet read: how long before the stream trims it.
+    func timeLeftBeforeTrim(shard: String, seconds: Double) {
+        Gauge(label: "hemstream_stream_time_left_before_trim_seconds", dimensions: [("shard", shard)]).record(seconds)
+    }
+}

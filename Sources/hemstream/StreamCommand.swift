@@ -1,0 +1,135 @@
+import AWSWire
+import ArgumentParser
+import Events
+import Foundation
+import Kafka
+import Logging
+import Stream
+
+struct StreamCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stream",
+        abstract: "Read the table's DynamoDB Stream and publish change events to Kafka, until SIGTERM.",
+        discussion: """
+            Finds the stream from DescribeTable (or --stream-arn), shares its shards with the other \
+            replicas through a lease table in DynamoDB, reads each shard (parents before children), \
+            turns records into change events (moves classified by the loader's previous_vup_id and a \
+            hem-index lookup), publishes them keyed by hem, and moves each shard's checkpoint only past \
+            what Kafka acknowledged. Records trimmed before they were read are a gap: a stream.gap \
+            event, a metric and an error line (--on-gap halt stops instead).
+
+            SIGTERM/SIGINT: stop polling, deliver what is in flight, checkpoint, release the leases \
+            (another replica takes them at once), exit 0 within --shutdown-timeout.
+            Exit codes: 0 stopped cleanly; 1 fatal error (nothing checkpointed past it); 4 gap with \
+            --on-gap halt.
+
+            Examples:
+              hemstream stream --table vector_emails_operational --brokers kafka-1:9092 --topic hem-changes
+              hemstream stream --brokers mock --topic hem-changes --sink stdout --start latest
+            """)
+
+    @OptionGroup var aws: AWSOptions
+    @OptionGroup var tableName: TableNameOption
+    @OptionGroup var kafka: KafkaOptions
+    @Option(help: "The change-event topic.") var topic = "hem-changes"
+    @Option(help: "Dead-letter topic for records that cannot be read (keys and reason only).") var dlqTopic: String?
+    @Option(help: "Where events go: kafka or stdout (NDJSON, for audits and debugging).") var sink = "kafka"
+    @Option(help: "Read this stream instead of the table's latest.") var streamArn: String?
+    @Option(help: "Lease table (default <table>-hemstream-leases; made on first start).") var leaseTable: String?
+    @Option(help: "This replica's name in the lease table (default host-pid).") var workerId: String?
+    @Option(help: "Where a new deployment starts: trim-horizon (all retained records) or latest.")
+    var start = "trim-horizon"
+    @Option(help: "On records trimmed before they were read: continue (gap event) or halt (exit 4).")
+    var onGap = "continue"
+    @Option(help: "Seconds without renewal after which another replica takes a lease.") var leaseDuration: Double = 10
+    @Option(help: "Seconds between checkpoint rounds.") var checkpointInterval: Double = 1
+    @Option(help: "Seconds a move's halves without previous_vup_id wait for each other.") var pairWindow: Double = 30
+    @Option(help: "Seconds a REMOVE's hem-index lookup allows the index to catch up.") var indexGrace: Double = 2
+    @Option(help: "Seconds to deliver, checkpoint and release on SIGTERM.") var shutdownTimeout: Double = 30
+    @Option(help: "File holding the HMAC key for PII hashes (else env HEMSTREAM_PII_KEY).") var piiKeyFile: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+    @Option(help: "Log format: text or json (one object per line on stderr).") var logFormat = "text"
+
+    func validate() throws {
+        guard ["trim-horizon", "latest"].contains(start) else { throw ValidationError("--start: trim-horizon or latest") }
+        guard ["continue", "halt"].contains(onGap) else { throw ValidationError("--on-gap: continue or halt") }
+        guard ["kafka", "stdout"].contains(sink) else { throw ValidationError("--sink: kafka or stdout") }
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format: text or json") }
+        guard leaseDuration >= 1, checkpointInterval > 0, shutdownTimeout > 0, pairWindow >= 0 else {
+            throw ValidationError("--lease-duration ≥ 1; intervals and timeouts must be positive")
+        }
+        if sink == "kafka" && kafka.brokers == nil && kafka.kafkaConfig == nil {
+            throw ValidationError("give --brokers (or --sink stdout)")
+        }
+    }
+
+    func run() async throws {
+        LogSetup.bootstrap(level: logLevel, json: logFormat == "json")
+        let logger = Logger(label: "hemstream.stream")
+        let fail = { (message: String) -> ExitCode in
+            Console.line("hemstream stream: \(message)")
+            return ExitCode.failure
+        }
+        let client: AWSClient
+        do { client = try aws.client() } catch { throw fail("\(error)") }
+        var key: [UInt8]? = ProcessInfo.processInfo.environment["HEMSTREAM_PII_KEY"].map { Array($0.utf8) }
+        if let f = piiKeyFile {
+            guard let d = FileManager.default.contents(atPath: f) else { throw fail("cannot read --pii-key-file \(f)") }
+            key = Array(d)
+        }
+        let fields: FieldClassification
+        do { fields = try FieldClassification.load() } catch { throw fail("cannot load schemas/fields.json: \(error)") }
+        let region = client.configuration.region
+        let detector = ChangeDetector(region: region, table: tableName.table, fields: fields, window: pairWindow, piiKey: key)
+        let metrics = StreamMetrics()
+        let pipeline = EventPipeline(detector: detector, metrics: metrics, hasDLQ: dlqTopic != nil) { logger.error("\($0)") }
+
+        var mock: KafkaMockCluster?
+        var kafkaSink: KafkaEventSink?
+        if sink == "stdout" {
+            pipeline.attach(StdoutEventSink())
+        } else {
+            do {
+                // Never give up on a message while the brokers are away: the checkpoint waits.
+                let (config, cluster) = try kafka.configuration(
+                    messageTimeoutMs: 0, topics: [topic] + (dlqTopic.map { [$0] } ?? []))
+                mock = cluster
+                let s = try KafkaEventSink(
+                    topic: topic, dlqTopic: dlqTopic, configuration: config, createTopic: kafka.createTopic,
+                    metadataTimeout: .seconds(kafka.metadataTimeout), logLevel: kafka.verbose ? 7 : -1, pipeline: pipeline)
+                pipeline.attach(s)
+                kafkaSink = s
+            } catch { throw fail("\(error)") }
+        }
+
+        var options = StreamWorkerOptions(
+            table: tableName.table, region: region, leaseTable: leaseTable ?? "\(tableName.table)-hemstream-leases",
+            workerID: workerId ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())")
+        options.streamARN = streamArn
+        options.startAtLatest = start == "latest"
+        options.haltOnGap = onGap == "halt"
+        options.leaseDuration = leaseDuration
+        options.tick = checkpointInterval
+        let worker = StreamWorker(
+            options: options, client: client, pipeline: pipeline, metrics: metrics, resolverGrace: indexGrace,
+            logger: logger)
+
+        let signals = SignalWatcher { signal in
+            logger.info("\(signal): stopping; delivering, checkpointing and releasing leases")
+            worker.stop()
+        }
+        let exit = await worker.run(shutdownTimeout: shutdownTimeout)
+        signals.cancel()
+        kafkaSink?.close(timeout: .seconds(5))
+        withExtendedLifetime(mock) {}
+        switch exit {
+        case .stopped:
+            logger.info("stopped cleanly")
+        case .gapHalt(let why):
+            Console.line("hemstream stream: halted on a gap (--on-gap halt): \(why)")
+            throw Exit.gapHalt
+        case .fatal(let why):
+            throw fail(why)
+        }
+    }
+}
