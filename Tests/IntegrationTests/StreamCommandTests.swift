@@ -81,6 +81,8 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
             do {
                 let page = try await client.dynamoDB("Scan", ["TableName": .string(self.table + "-hemstream-leases"), "ConsistentRead": true])
                 out = .success(page["Items"]?.arrayValue ?? [])
+            } catch let e as AWSError where e.code == "ResourceNotFoundException" {
+                out = .success([])  // the reader has not made its lease table yet
             } catch { out = .failure(error) }
             sem.signal()
         }
@@ -168,5 +170,94 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         let lines = r.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("plain has no stream enabled"), r.stderr)
+    }
+
+    /// Events by type, each id counted once (at-least-once delivery may repeat an event).
+    func uniqueCounts(_ events: [JSON]) -> [String: Int] {
+        var ids: [String: Set<String>] = [:]
+        for e in events { ids[e["type"]?.stringValue ?? "?", default: []].insert(e["id"]?.stringValue ?? "") }
+        return ids.mapValues(\.count)
+    }
+
+    func want(_ expected: JSON) -> [String: Int] {
+        let c = expected["changes"]!
+        return [
+            "hem.created": (expected["day1"]?["rows"]?.intValue ?? 0) + (c["added"]?.intValue ?? 0),
+            "hem.deleted": c["removed"]?.intValue ?? 0, "hem.updated": c["updated"]?.intValue ?? 0,
+            "hem.resolved": c["resolved"]?.intValue ?? 0, "hem.reassigned": c["reassigned"]?.intValue ?? 0,
+            "hem.unresolved": c["unresolved"]?.intValue ?? 0,
+        ]
+    }
+
+    func waitUntil(_ what: String, upTo seconds: Double = 60, _ condition: () throws -> Bool) rethrows {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return }
+            usleep(200_000)
+        }
+        XCTFail("timed out waiting until \(what)")
+    }
+
+    func testStream_secondReplica_takesTheShardAtOnceOnSigterm_andAfterExpiryOnSigkill_losingNothing() throws {
+        let expected = try genExport(rows: 200)
+        let day1 = dir.file("export/day1.csv.gz").path, day2 = dir.file("export/day2.csv.gz").path
+        XCTAssertEqual(try Hemstream.run(["load", "--table", table, day1], environment: env).exitCode, 0)
+
+        let a = try startStream(worker: "a")
+        try waitUntil("a holds the lease") { try leases().contains { $0.owner == "a" } }
+        let b = try startStream(worker: "b")
+        try waitUntil("b has scanned the leases") { b.stderr.contains("stream reader started") }
+        // One shard (moto): a keeps it, b waits its turn.
+        usleep(1_500_000)
+        XCTAssertEqual(try leases().filter { $0.owner == "b" }.count, 0, "b must not take a live lease")
+
+        // SIGTERM a: it hands the lease over; b takes it within one lease scan, not after expiry (4 s).
+        a.signal(SIGTERM)
+        XCTAssertEqual(a.wait(upTo: 40), 0, a.stderr)
+        let released = Date()
+        try waitUntil("b takes the released lease", upTo: 3.5) { try leases().contains { $0.owner == "b" } }
+        XCTAssertLessThan(Date().timeIntervalSince(released), 3.5)
+
+        let loaded2 = try Hemstream.run(["load", "--table", table, day2, "--previous", day1], environment: env)
+        XCTAssertEqual(loaded2.exitCode, 0, loaded2.stderr)
+        let total = want(expected).values.reduce(0, +)
+        _ = try waitForEvents(total, while: b)
+
+        // SIGKILL b: a new replica takes the lease once it stops moving (lease duration + a scan).
+        b.signal(SIGKILL)
+        _ = b.wait(upTo: 10)
+        let c = try startStream(worker: "c")
+        let killed = Date()
+        try waitUntil("c takes the dead replica's lease", upTo: 15) { try leases().contains { $0.owner == "c" } }
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 4 + 2 + 3, "lease duration + one scan (+ start-up)")
+        c.signal(SIGTERM)
+        XCTAssertEqual(c.wait(upTo: 40), 0, c.stderr)
+
+        let all = try events()
+        XCTAssertEqual(uniqueCounts(all), want(expected))
+        XCTAssertLessThanOrEqual(all.count - Set(all.compactMap { $0["id"]?.stringValue }).count, 1000, "duplicates bounded")
+    }
+
+    func testStream_killedAtRandomTenTimes_losesNoEvent() throws {
+        let expected = try genExport(rows: 200)
+        let day1 = dir.file("export/day1.csv.gz").path, day2 = dir.file("export/day2.csv.gz").path
+        XCTAssertEqual(try Hemstream.run(["load", "--table", table, day1], environment: env).exitCode, 0)
+        var generator = SystemRandomNumberGenerator()
+        let loader = try BackgroundProcess(
+            Hemstream.binaryPath, ["load", "--table", table, day2, "--previous", day1, "--concurrency", "1"], environment: env)
+        for round in 0..<10 {
+            // Each replica restarts with a new name, so it must wait out the dead one's lease.
+            let s = try startStream(["--lease-duration", "1"], worker: "k\(round)")
+            usleep(UInt32.random(in: 300_000...2_500_000, using: &generator))
+            s.signal(SIGKILL)
+            _ = s.wait(upTo: 10)
+        }
+        XCTAssertEqual(loader.wait(upTo: 120), 0, loader.stderr)
+        let last = try startStream(["--lease-duration", "1"], worker: "final")
+        let total = want(expected).values.reduce(0, +)
+        try waitUntil("every expected event is in Kafka", upTo: 120) { uniqueCounts(try events()).values.reduce(0, +) >= total }
+        last.signal(SIGTERM)
+        XCTAssertEqual(last.wait(upTo: 40), 0, last.stderr)
+        XCTAssertEqual(uniqueCounts(try events()), want(expected), "no event missing (nor invented) after 10 SIGKILLs")
     }
 }
