@@ -15,14 +15,15 @@ public enum EmbeddedSchemas {
     "specversion": {"const": "1.0"},
     "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
     "source": {"type": "string", "pattern": "^aws:dynamodb:[a-z0-9-]+:[A-Za-z0-9_.-]+$"},
-    "type": {"enum": ["hem.created", "hem.deleted", "hem.resolved", "hem.reassigned", "hem.unresolved", "hem.updated"]},
-    "subject": {"$ref": "#/$defs/hem"},
+    "type": {"enum": ["hem.created", "hem.deleted", "hem.resolved", "hem.reassigned", "hem.unresolved", "hem.updated", "stream.gap"]},
+    "subject": {"type": "string", "minLength": 1},
     "time": {"type": "string", "format": "date-time"},
     "datacontenttype": {"const": "application/json"},
     "dataschema": {"const": "https://schemas.hemstream.dev/events/change-event.v1.json"},
-    "data": {"$ref": "#/$defs/data"}
+    "data": {"type": "object"}
   },
   "allOf": [
+    {"if": {"required": ["type"], "properties": {"type": {"const": "stream.gap"}}}, "then": {"properties": {"data": {"$ref": "#/$defs/gap"}}}, "else": {"properties": {"subject": {"$ref": "#/$defs/hem"}, "data": {"$ref": "#/$defs/data"}}}},
     {"if": {"properties": {"type": {"const": "hem.created"}}}, "then": {"properties": {"data": {"required": ["vup_id_after"], "properties": {"vup_id_before": {"type": "null"}}}}}},
     {"if": {"properties": {"type": {"const": "hem.deleted"}}}, "then": {"properties": {"data": {"required": ["vup_id_before"], "properties": {"vup_id_after": {"type": "null"}}}}}},
     {"if": {"properties": {"type": {"const": "hem.resolved"}}}, "then": {"properties": {"data": {"properties": {"vup_id_before": {"$ref": "#/$defs/unresolved"}, "vup_id_after": {"$ref": "#/$defs/vup"}}}}}},
@@ -30,6 +31,18 @@ public enum EmbeddedSchemas {
     {"if": {"properties": {"type": {"const": "hem.unresolved"}}}, "then": {"properties": {"data": {"properties": {"vup_id_before": {"$ref": "#/$defs/vup"}, "vup_id_after": {"$ref": "#/$defs/unresolved"}}}}}}
   ],
   "$defs": {
+    "gap": {
+      "description": "stream.gap: records of a shard were trimmed (older than 24 h) before hemstream read them; subject is the shard id",
+      "type": "object",
+      "required": ["stream_arn", "shard_id", "last_sequence_number_before", "first_sequence_number_after"],
+      "additionalProperties": false,
+      "properties": {
+        "stream_arn": {"type": "string", "minLength": 1},
+        "shard_id": {"type": "string", "minLength": 1},
+        "last_sequence_number_before": {"type": ["string", "null"]},
+        "first_sequence_number_after": {"type": ["string", "null"]}
+      }
+    },
     "hem": {"type": "string", "pattern": "^[0-9a-f]{32}$|^[0-9a-f]{40}$|^[0-9a-f]{64}$"},
     "unresolved": {"type": "string", "pattern": "^UNRESOLVED#[0-9a-f]{2}$"},
     "vup": {"type": "string", "minLength": 1, "pattern": "^(?!UNRESOLVED#).+$"},
@@ -306,6 +319,24 @@ public enum EmbeddedSchemas {
   "subject": "0123456789abcdef0123456789abcdef",
   "time": "2026-11-18T11:06:40Z",
   "type": "hem.updated"
+}
+"""####,
+        "events/examples/stream.gap.json": ####"""
+{
+  "specversion": "1.0",
+  "id": "5b0f6c1a2d3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccdd",
+  "source": "aws:dynamodb:us-east-1:vector_emails_operational",
+  "type": "stream.gap",
+  "subject": "shardId-00000001700000000000-0000000a",
+  "time": "2026-11-29T18:20:00Z",
+  "datacontenttype": "application/json",
+  "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
+  "data": {
+    "stream_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-01T00:00:00.000",
+    "shard_id": "shardId-00000001700000000000-0000000a",
+    "last_sequence_number_before": "000000000000000000123",
+    "first_sequence_number_after": "000000000000000000456"
+  }
 }
 """####,
         "fields.json": ####"""

@@ -66,6 +66,18 @@ final class ChangeEventExamplesTests: XCTestCase {
             XCTAssertFalse(text.contains("@"), "\(name) must hold no email")
             if let t = e["type"]?.stringValue { types.insert(t) }
         }
-        XCTAssertEqual(types, ["hem.created", "hem.deleted", "hem.resolved", "hem.reassigned", "hem.unresolved", "hem.updated"])
+        XCTAssertEqual(types, ["hem.created", "hem.deleted", "hem.resolved", "hem.reassigned", "hem.unresolved", "hem.updated", "stream.gap"])
+    }
+
+    func testGapEvent_hasItsOwnDataShape_andHemEventsStillNeedAHemSubject() throws {
+        let schema = try ChangeEventSchema.load()
+        var gap = try JSON.parse(EmbeddedSchemas.files["events/examples/stream.gap.json"]!).objectValue!
+        var created = try JSON.parse(EmbeddedSchemas.files["events/examples/hem.created.json"]!).objectValue!
+        XCTAssertEqual(schema.validate(.object(gap)), [])
+        let shard = gap["subject"]!
+        gap["data"] = created["data"]
+        XCTAssertFalse(schema.validate(.object(gap)).isEmpty, "a gap event carries gap data, not a change")
+        created["subject"] = shard
+        XCTAssertFalse(schema.validate(.object(created)).isEmpty, "a hem event's subject is a hem")
     }
 }
