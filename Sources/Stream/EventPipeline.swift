@@ -185,7 +185,11 @@ public final class EventPipeline: Sendable {
     /// no record of the shard, so it is flushed before the shard's checkpoint moves past the gap.
     public func sendGap(_ event: JSON, hem: String) throws {
         let tag = state.withLock { s in Self.enqueue(&s, positions: []) }
-        if try sink.send(key: Array(hem.utf8), value: event.serializedBytes(), headers: [], tag: tag, toDLQ: false) {
+        let headers = [
+            KafkaHeader("content-type", "application/cloudevents+json"), KafkaHeader("ce_specversion", "1.0"),
+            KafkaHeader("ce_id", event["id"]?.stringValue ?? ""), KafkaHeader("ce_type", "stream.gap"),
+        ]
+        if try sink.send(key: Array(hem.utf8), value: event.serializedBytes(), headers: headers, tag: tag, toDLQ: false) {
             delivered(tag: tag, error: nil)
         }
     }

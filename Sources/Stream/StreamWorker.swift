@@ -475,10 +475,9 @@ public final class StreamWorker: Sendable {
     func sendGap(shard: String, arn: String, before: String?, after: String?) throws {
         let idInput = "gap|\(arn)|\(shard)|\(before ?? "")|\(after ?? "")"
         let id = SHA256.hash(data: Array(idInput.utf8)).map { String(format: "%02x", $0) }.joined()
-        let fmt = ISO8601DateFormatter()
         let event: JSON = [
             "specversion": "1.0", "id": .string(id), "source": .string("aws:dynamodb:\(options.region):\(options.table)"),
-            "type": "stream.gap", "subject": .string(shard), "time": .string(fmt.string(from: Date())),
+            "type": "stream.gap", "subject": .string(shard), "time": .string(ChangeDetector.utcTimestamp(Date().timeIntervalSince1970)),
             "datacontenttype": "application/json",
             "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
             "data": [
