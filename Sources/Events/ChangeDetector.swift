@@ -186,6 +186,9 @@ public struct ChangeDetector: Sendable {
     /// Settles everything pending, as if every window had passed (end of input, shutdown).
     public mutating func flush() -> [ChangeEvent] { advance(to: .infinity) }
 
+    /// True when this detector emitted a loader move of `hem` away from `vup` within the window.
+    public func knowsDeparture(hem: String, from vup: String) -> Bool { departed[hem]?.from == vup }
+
     /// Halves waiting for a partner.
     public var pendingCount: Int { pending.count }
 

@@ -151,6 +151,11 @@ public final class EventPipeline: Sendable {
         metrics.noOps.record(state.withLock { Double($0.detector.noOpModifies) })
     }
 
+    /// True when the detector already emitted the loader move this REMOVE departs from.
+    public func knowsDeparture(hem: String, from vup: String) -> Bool {
+        state.withLock { $0.detector.knowsDeparture(hem: hem, from: vup) }
+    }
+
     /// Settles halves whose window has passed by wall-clock time (idle shards settle too).
     public func advance(to now: Double) throws {
         var sends: [(ChangeEvent, UInt64)] = []

@@ -382,22 +382,7 @@ public final class StreamWorker: Sendable {
                     gapBefore = nil
                     try sendGap(shard: shard, arn: arn, before: before, after: page.records.first?["dynamodb"]?["SequenceNumber"]?.stringValue)
                 }
-                var departing = Set<Int>()
-                for (i, r) in page.records.enumerated() where r["eventName"]?.stringValue == "REMOVE" {
-                    guard let img = r["dynamodb"]?["OldImage"] ?? r["dynamodb"]?["Keys"],
-                        let hem = img["hem"]?["S"]?.stringValue, let vup = img["vup_id"]?["S"]?.stringValue
-                    else { continue }
-                    let time = r["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0
-                    while reading(shard) {
-                        do {
-                            if try await resolver.isDepartingHalf(hem: hem, vup: vup, recordTime: time) { departing.insert(i) }
-                            break
-                        } catch {
-                            logger.warning("hem-index lookup failed; retrying", metadata: ["shard": "\(shard)", "error": "\(error)"])
-                            try? await Task.sleep(for: .seconds(1))
-                        }
-                    }
-                }
+                let departing = await departingHalves(page.records, shard: shard)
                 guard reading(shard) else { return }
                 try pipeline.process(page.records, shardID: shard, streamARN: arn, departing: departing)
                 let now = Date().timeIntervalSince1970
@@ -469,6 +454,57 @@ public final class StreamWorker: Sendable {
                 setExit(.fatal("shard \(shard): \(error)"))
                 return
             }
+        }
+    }
+
+    /// Indexes of the page's REMOVEs that are the departing half of a loader move, by hem-index
+    /// lookups made concurrently (at most 16 at a time). A REMOVE whose loader INSERT is in the
+    /// same page, or was already seen by the detector, needs no lookup: the detector drops it.
+    func departingHalves(_ records: [JSON], shard: String) async -> Set<Int> {
+        var arriving = Set<String>()
+        for r in records where r["eventName"]?.stringValue == "INSERT" {
+            guard let img = r["dynamodb"]?["NewImage"], let hem = img["hem"]?["S"]?.stringValue,
+                let from = img["previous_vup_id"]?["S"]?.stringValue
+            else { continue }
+            arriving.insert(hem + "|" + from)
+        }
+        var lookups: [(Int, String, String, Double)] = []
+        for (i, r) in records.enumerated() where r["eventName"]?.stringValue == "REMOVE" {
+            guard let img = r["dynamodb"]?["OldImage"] ?? r["dynamodb"]?["Keys"],
+                let hem = img["hem"]?["S"]?.stringValue, let vup = img["vup_id"]?["S"]?.stringValue
+            else { continue }
+            if arriving.contains(hem + "|" + vup) || pipeline.knowsDeparture(hem: hem, from: vup) {
+                metrics.movesClassified(by: "record")
+                continue
+            }
+            lookups.append((i, hem, vup, r["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0))
+        }
+        guard !lookups.isEmpty else { return [] }
+        return await withTaskGroup(of: Int?.self) { group in
+            var found = Set<Int>()
+            var next = 0
+            func add() {
+                let (i, hem, vup, time) = lookups[next]
+                next += 1
+                group.addTask {
+                    while self.reading(shard) {
+                        do {
+                            return try await self.resolver.isDepartingHalf(hem: hem, vup: vup, recordTime: time) ? i : nil
+                        } catch {
+                            self.logger.warning(
+                                "hem-index lookup failed; retrying", metadata: ["shard": "\(shard)", "error": "\(error)"])
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
+                    return nil
+                }
+            }
+            while next < min(16, lookups.count) { add() }
+            while let result = await group.next() {
+                if let i = result { found.insert(i) }
+                if next < lookups.count { add() }
+            }
+            return found
         }
     }
 
