@@ -380,7 +380,9 @@ public final class ScriptedStreamsServer: Sendable {
                 throw Failure(code: "ValidationException", message: "StreamArn is required")
             }
             guard arn == streamArn else {
-                throw Failure(code: "ResourceNotFoundException", message: "Requested resource not found: Stream: \(arn) not found")
+                throw Failure(
+                    code: "ResourceNotFoundException", message: "Requested resource not found: Stream: \(arn) not found"
+                )
             }
         }
 
@@ -395,7 +397,14 @@ public final class ScriptedStreamsServer: Sendable {
         }
 
         private func listStreams() -> JSON {
-            ["Streams": [["StreamArn": .string(streamArn), "TableName": .string(tableName), "StreamLabel": .string(streamLabel)]]]
+            [
+                "Streams": [
+                    [
+                        "StreamArn": .string(streamArn), "TableName": .string(tableName),
+                        "StreamLabel": .string(streamLabel),
+                    ]
+                ]
+            ]
         }
 
         private func describeStream(_ body: JSON) throws -> JSON {
@@ -413,10 +422,13 @@ public final class ScriptedStreamsServer: Sendable {
                     guard s.settings.supportsShardFilter else {
                         throw Failure(
                             code: "ValidationException",
-                            message: "1 validation error detected: ShardFilter is not a known parameter of DescribeStream")
+                            message:
+                                "1 validation error detected: ShardFilter is not a known parameter of DescribeStream")
                     }
-                    guard filter["Type"]?.stringValue == "CHILD_SHARDS", let parent = filter["ShardId"]?.stringValue else {
-                        throw Failure(code: "ValidationException", message: "ShardFilter needs Type CHILD_SHARDS and a ShardId")
+                    guard filter["Type"]?.stringValue == "CHILD_SHARDS", let parent = filter["ShardId"]?.stringValue
+                    else {
+                        throw Failure(
+                            code: "ValidationException", message: "ShardFilter needs Type CHILD_SHARDS and a ShardId")
                     }
                     ids = ids.filter { s.shards[$0]!.parent == parent }
                 }
@@ -452,7 +464,9 @@ public final class ScriptedStreamsServer: Sendable {
             }
             return try state.withLock { s throws(Failure) -> JSON in
                 guard let shard = s.shards[shardID] else {
-                    throw Failure(code: "ResourceNotFoundException", message: "Requested resource not found: Shard does not exist")
+                    throw Failure(
+                        code: "ResourceNotFoundException", message: "Requested resource not found: Shard does not exist"
+                    )
                 }
                 let position: Int
                 switch type {
