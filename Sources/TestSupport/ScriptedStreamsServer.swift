@@ -89,8 +89,8 @@ public final class ScriptedStreamsServer: Sendable {
         core.state.withLock { $0.throttledGetRecordsLeft += max(0, n) }
     }
 
-    /// Iterators issued before `date` answer 400 ExpiredIteratorException from now on.
-    public func expireIterators(issuedBefore date: Date) {
+    /// Iterators issued before `date` (default: now) answer 400 ExpiredIteratorException from now on.
+    public func expireIterators(issuedBefore date: Date = Date()) {
         core.state.withLock { s in s.expiredBefore = max(s.expiredBefore ?? date, date) }
     }
 
@@ -412,7 +412,7 @@ public final class ScriptedStreamsServer: Sendable {
             return try state.withLock { s throws(Failure) -> JSON in
                 var limit = s.settings.describePageSize
                 if let requested = body["Limit"] {
-                    guard let n = requested.intValue, (1...100).contains(n) else {
+                    guard let n = requested.intValue, (1...max(100, s.settings.describePageSize)).contains(n) else {
                         throw Failure(code: "ValidationException", message: "Limit must be between 1 and 100")
                     }
                     limit = min(n, s.settings.describePageSize)

@@ -173,7 +173,7 @@ final class ScriptedStreamsServerTests: XCTestCase {
         var read: [String] = []
         var sequences: [String] = []
         var pages: [Int] = []
-        while let current = next, read.count < 25 {
+        while let current = next, read.count < 25, pages.count < 10 {
             let page = try await getRecords(client, current, limit: 10)
             pages.append(page["Records"]?.arrayValue?.count ?? -1)
             read += hems(page)
@@ -377,7 +377,7 @@ final class ScriptedStreamsServerTests: XCTestCase {
 
         var next: String? = try await iterator(client, shard: shard)
         var pages: [[String]] = []
-        while let current = next {
+        while let current = next, pages.count < 10 {
             let page = try await getRecords(client, current)
             pages.append(hems(page))
             next = page["NextShardIterator"]?.stringValue
@@ -399,6 +399,26 @@ final class ScriptedStreamsServerTests: XCTestCase {
         XCTAssertEqual(badType, "ValidationException")
         XCTAssertEqual(server.callCounts["GetRecords"], 2)
         XCTAssertEqual(server.callCounts["GetShardIterator"], 2)
+    }
+
+    func testRelease_stopsListening() async throws {
+        var server: ScriptedStreamsServer? = try makeServer()
+        weak let released = server
+        let client = makeClient(try XCTUnwrap(server))
+        _ = try await client.dynamoDBStreams("ListStreams", [:])
+        server = nil
+        XCTAssertNil(released, "the HTTP server's handler holds no reference back")
+        let error = await captureError { try await client.dynamoDBStreams("ListStreams", [:]) } as? AWSError
+        XCTAssertEqual(error?.kind, .transport)
+    }
+
+    func captureError<T>(_ body: () async throws -> T) async -> Error? {
+        do {
+            _ = try await body()
+            return nil
+        } catch {
+            return error
+        }
     }
 
     func testRecordHelper_buildsARealisticNewAndOldImagesRecord() throws {
