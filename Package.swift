@@ -84,6 +84,7 @@ let package = Package(
         .testTarget(name: "ExportTests", dependencies: ["Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Schemas", "JSON", "TestSupport"]),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport", "JSON", "AWSWire"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "CRdKafka", "Events", "JSON", "TestSupport"]),
         .testTarget(
             name: "IntegrationTests",
