@@ -183,6 +183,15 @@ public struct ChangeDetector: Sendable {
         return [settle(hem: entry.hem, p)]
     }
 
+    /// Settles the halves read from one shard now (the shard is being handed to another replica).
+    public mutating func flush(shardID: String) -> [ChangeEvent] {
+        let due = pending.filter { $0.value.position.shardID == shardID }.sorted { $0.value.time < $1.value.time }
+        return due.map { hem, p in
+            pending[hem] = nil
+            return settle(hem: hem, p)
+        }
+    }
+
     /// Settles everything pending, as if every window had passed (end of input, shutdown).
     public mutating func flush() -> [ChangeEvent] { advance(to: .infinity) }
 

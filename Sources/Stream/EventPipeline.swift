@@ -166,11 +166,11 @@ public final class EventPipeline: Sendable {
         try sendAll(sends)
     }
 
-    /// Settles every held half now (shutdown, handing shards over).
-    public func flushDetector() throws {
+    /// Settles every held half now (shutdown); with a shard, only that shard's (a handover).
+    public func flushDetector(shardID: String? = nil) throws {
         var sends: [(ChangeEvent, UInt64)] = []
         state.withLock { s in
-            for e in s.detector.flush() { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
+            for e in shardID.map({ s.detector.flush(shardID: $0) }) ?? s.detector.flush() { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
             Self.release(&s, s.detector.drainReleased())
         }
         try sendAll(sends)

@@ -56,6 +56,8 @@ public final class StreamWorker: Sendable {
         var task: Task<Void, Never>?
         var reachedEnd = false
         var lost = false
+        /// Another replica asked for this lease: stop reading, checkpoint, release.
+        var handingOff: Date?
     }
     struct Observation {
         var counter: Int
@@ -151,6 +153,7 @@ public final class StreamWorker: Sendable {
         try await writeCheckpoints()
         try await renewDue()
         try await finishEndedShards()
+        try await finishHandoffs()
         let (scanDue, discoverDue) = state.withLock { s -> (Bool, Bool) in
             let now = Date()
             return (
@@ -268,7 +271,8 @@ public final class StreamWorker: Sendable {
     }
 
     /// Scans the leases, notes which have stopped moving, and takes this worker's fair share:
-    /// free or expired leases first, then at most one from the busiest worker per round.
+    /// free or expired leases first, then asks the busiest worker to hand one over (at most one
+    /// request per round; the owner checkpoints and releases it, and the next round takes it).
     func balance() async throws {
         let all = try await leases.all()
         let now = Date()
@@ -279,6 +283,9 @@ public final class StreamWorker: Sendable {
             var expired = Set<String>()
             for l in all {
                 s.leases[l.shardID] = l
+                if l.owner == me, l.handoffTo != nil, s.owned[l.shardID] != nil, s.owned[l.shardID]?.handingOff == nil {
+                    s.owned[l.shardID]?.handingOff = now
+                }
                 if let seen = s.observed[l.shardID], seen.counter == l.counter, seen.owner == l.owner {
                     if now.timeIntervalSince(seen.since) > options.leaseDuration { expired.insert(l.shardID) }
                 } else {
@@ -307,16 +314,22 @@ public final class StreamWorker: Sendable {
             if ordered.count < target - mine,
                 let busiest = perOwner.max(by: { $0.value.count < $1.value.count }), busiest.value.count > target
             {
-                victim = busiest.value.sorted { $0.shardID < $1.shardID }.last
+                victim = busiest.value.filter { $0.handoffTo == nil }.sorted { $0.shardID < $1.shardID }.last
             }
             return (Array(ordered.prefix(target - mine)), victim, target)
         }
         _ = target
-        for l in candidates + (victim.map { [$0] } ?? []) {
-            if let counter = try await leases.take(l, owner: me) {
+        if let victim, try await leases.requestHandoff(victim, to: me) {
+            logger.info("asked for a lease", metadata: ["shard": "\(victim.shardID)", "from": "\(victim.owner ?? "-")"])
+        }
+        for l in candidates {
+            if let taken = try await leases.take(l, owner: me) {
                 state.withLock {
-                    $0.owned[l.shardID] = Owned(counter: counter, lastRenew: Date(), written: l.checkpoint, start: l.checkpoint, parents: l.parents)
-                    $0.observed[l.shardID] = Observation(counter: counter, owner: me, since: Date())
+                    $0.owned[l.shardID] = Owned(
+                        counter: taken.counter, lastRenew: Date(), written: taken.checkpoint, start: taken.checkpoint,
+                        parents: taken.parents)
+                    $0.observed[l.shardID] = Observation(counter: taken.counter, owner: me, since: Date())
+                    $0.leases[l.shardID] = taken
                 }
                 metrics.leasesTaken.increment()
                 logger.info("lease taken", metadata: ["shard": "\(l.shardID)", "from": "\(l.owner ?? "-")"])
@@ -351,7 +364,28 @@ public final class StreamWorker: Sendable {
     }
 
     func reading(_ shard: String) -> Bool {
-        state.withLock { s in !s.stopping && s.exit == nil && s.owned[shard].map { !$0.lost } == true } && !Task.isCancelled
+        state.withLock { s in
+            !s.stopping && s.exit == nil && s.owned[shard].map { !$0.lost && $0.handingOff == nil } == true
+        } && !Task.isCancelled
+    }
+
+    /// Leases another replica asked for: once the reader stopped and what it read is
+    /// acknowledged (held halves settled at once), checkpoint and release; bounded by 10 s.
+    func finishHandoffs() async throws {
+        let handing = state.withLock { $0.owned.filter { $0.value.handingOff != nil && !$0.value.lost } }
+        for (shard, o) in handing {
+            if let task = o.task { await task.value }
+            try pipeline.flushDetector(shardID: shard)
+            let waited = Date().timeIntervalSince(o.handingOff!)
+            guard pipeline.isSettled(shardID: shard) || waited > 10 else { continue }
+            if let safe = pipeline.safeCheckpoint(shardID: shard) { try await writeCheckpoint(shard, safe) }
+            guard let now = state.withLock({ $0.owned[shard] }), !now.lost else { continue }
+            _ = try await leases.release(shardID: shard, owner: options.workerID, counter: now.counter)
+            state.withLock { $0.owned[shard] = nil }
+            pipeline.forget(shardID: shard)
+            metrics.leasesHeld.record(Double(ownedShards.count))
+            logger.info("lease handed over", metadata: ["shard": "\(shard)"])
+        }
     }
 
     // MARK: Reading one shard
