@@ -175,24 +175,29 @@ public final class ObservabilityServer: Service, Sendable {
 
     /// The response parts for one request: routing, status and body.
     func respond(to request: HTTPRequestHead) -> [HTTPServerResponsePart] {
-        let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let route: (@Sendable () -> HealthStatus)?
-        switch path {
-        case "/metrics": route = nil
-        case "/healthz": route = healthy
-        case "/readyz": route = ready
+        enum Endpoint { case metrics, health, readiness }
+        let endpoint: Endpoint
+        switch request.uri.prefix(while: { $0 != "?" }) {
+        case "/metrics": endpoint = .metrics
+        case "/healthz": endpoint = .health
+        case "/readyz": endpoint = .readiness
         default:
             return response(to: request, .notFound, text: "not found: GET /metrics, /healthz or /readyz\n")
         }
         guard request.method == .GET else {
-            return response(to: request, .methodNotAllowed, text: "method not allowed: use GET\n", extra: [("Allow", "GET")])
+            return response(
+                to: request, .methodNotAllowed, text: "method not allowed: use GET\n", extra: [("Allow", "GET")])
         }
-        guard let route else {
+        let status: HealthStatus
+        switch endpoint {
+        case .metrics:
             var bytes: [UInt8] = []
             registry.emit(into: &bytes)
             return response(to: request, .ok, body: ByteBuffer(bytes: bytes), contentType: Self.metricsContentType)
+        case .health: status = healthy()
+        case .readiness: status = ready()
         }
-        switch route() {
+        switch status {
         case .ok:
             return response(to: request, .ok, text: "ok\n")
         case .unavailable(let reason):

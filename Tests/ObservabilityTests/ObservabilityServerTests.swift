@@ -47,7 +47,9 @@ final class ObservabilityServerTests: XCTestCase {
     func testHealthAndReadiness_followTheirClosures() async throws {
         let health = Mutex<HealthStatus>(.ok)
         let readiness = Mutex<HealthStatus>(.unavailable(reason: "no shard lease held yet"))
-        try await withServer(healthy: { health.withLock { $0 } }, ready: { readiness.withLock { $0 } }) { port in
+        let healthy: @Sendable () -> HealthStatus = { health.withLock { $0 } }
+        let ready: @Sendable () -> HealthStatus = { readiness.withLock { $0 } }
+        try await withServer(healthy: healthy, ready: ready) { port in
             var reply = try HTTP.request("GET", port: port, path: "/healthz")
             XCTAssertEqual(reply.status, 200)
             XCTAssertEqual(reply.body, "ok\n")
@@ -234,6 +236,7 @@ final class IdleConnection: Sendable {
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket() failed") }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -243,7 +246,10 @@ final class IdleConnection: Sendable {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-        guard fd >= 0, connected else { throw TestSupportError("cannot connect to 127.0.0.1:\(port)") }
+        guard connected else {
+            _ = Glibc.close(fd)
+            throw TestSupportError("cannot connect to 127.0.0.1:\(port)")
+        }
     }
 
     func close() { _ = Glibc.close(fd) }
