@@ -13,22 +13,18 @@ public final class ObservabilityServer: Service, Sendable {
     /// The content type of the Prometheus text exposition format that `/metrics` serves.
     public static let metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
-    typealias Listener = NIOAsyncChannel<Connection, Never>
-
     private enum State {
         case idle
         case binding
-        case bound(Listener, port: Int)
+        case bound(any Channel, port: Int)
         case serving(port: Int)
         case finished
     }
 
     public let host: String
     private let requestedPort: Int
-    private let registry: PrometheusCollectorRegistry
-    private let healthy: @Sendable () -> HealthStatus
-    private let ready: @Sendable () -> HealthStatus
+    private let routes: Routes
+    private let connections = OpenConnections()
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let state = Mutex<State>(.idle)
@@ -50,9 +46,7 @@ public final class ObservabilityServer: Service, Sendable {
     ) {
         self.host = host
         self.requestedPort = port
-        self.registry = registry
-        self.healthy = healthy
-        self.ready = ready
+        self.routes = Routes(registry: registry, healthy: healthy, ready: ready)
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
     }
@@ -86,17 +80,22 @@ public final class ObservabilityServer: Service, Sendable {
         }
         if let alreadyBound { return alreadyBound }
 
-        let listener: Listener
+        let listener: any Channel
         do {
+            let routes = self.routes
+            let connections = self.connections
             listener = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(ChannelOptions.backlog, value: 64)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                .bind(host: host, port: requestedPort) { channel in
+                .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        return try Connection(wrappingChannelSynchronously: channel)
+                        try channel.pipeline.syncOperations.addHandler(HTTPHandler(routes: routes))
+                        // A connection accepted while shutting down is refused: NIO closes it.
+                        guard connections.add(channel) else { throw ChannelError.ioOnClosedChannel }
                     }
                 }
+                .bind(host: host, port: requestedPort).get()
         } catch {
             state.withLock { $0 = .idle }
             throw ObservabilityServerError(
@@ -104,7 +103,7 @@ public final class ObservabilityServer: Service, Sendable {
                 "cannot listen on \(host):\(requestedPort) for /metrics, /healthz and /readyz: \(error); "
                     + "choose another host or port")
         }
-        let port = listener.channel.localAddress?.port ?? requestedPort
+        let port = listener.localAddress?.port ?? requestedPort
         state.withLock { $0 = .bound(listener, port: port) }
         logger.info(
             "observability endpoint listening: /metrics, /healthz, /readyz",
@@ -117,7 +116,7 @@ public final class ObservabilityServer: Service, Sendable {
     /// error in both cases, when all are closed. Binds first if `start()` was not called.
     public func run() async throws {
         try await start()
-        let listener: Listener? = state.withLock { state in
+        let listener: (any Channel)? = state.withLock { state in
             guard case .bound(let listener, let port) = state else { return nil }
             state = .serving(port: port)
             return listener
@@ -127,99 +126,51 @@ public final class ObservabilityServer: Service, Sendable {
         }
         defer { state.withLock { $0 = .finished } }
 
-        do {
-            try await withGracefulShutdownHandler {
-                try await listener.executeThenClose { connections in
-                    try await withThrowingDiscardingTaskGroup { group in
-                        for try await connection in connections {
-                            group.addTask { await self.serve(connection) }
-                        }
-                    }
-                }
-            } onGracefulShutdown: {
-                listener.channel.close(promise: nil)
+        // Waiting on the close future does not end with the task, so cancellation closes too.
+        await withTaskCancellationOrGracefulShutdownHandler {
+            try? await listener.closeFuture.get()
+        } onCancelOrGracefulShutdown: {
+            listener.close(promise: nil)
+        }
+        await connections.quiesce()
+    }
+}
+
+/// The accepted connections still open, so shutdown can end them: an idle keep-alive connection
+/// closes at once, one with a request in flight right after its response (NIOHTTP1's quiescing).
+private final class OpenConnections: Sendable {
+    private struct State {
+        var open: [ObjectIdentifier: any Channel] = [:]
+        var quiescing = false
+    }
+    private let state = Mutex(State())
+
+    /// Tracks a new connection until it closes; false once `quiesce()` has begun.
+    func add(_ channel: any Channel) -> Bool {
+        let tracked = state.withLock { state in
+            guard !state.quiescing else { return false }
+            state.open[ObjectIdentifier(channel)] = channel
+            return true
+        }
+        if tracked {
+            channel.closeFuture.whenComplete { _ in
+                _ = self.state.withLock { $0.open.removeValue(forKey: ObjectIdentifier(channel)) }
             }
-        } catch is CancellationError where Task.isCancelled {
-            // Cancellation is a request to stop, as graceful shutdown is; the channel is closed.
         }
+        return tracked
     }
 
-    /// Answers the requests of one connection, in order, until the client closes it, asks for
-    /// `Connection: close`, or shutdown closes its input.
-    private func serve(_ connection: Connection) async {
-        do {
-            try await withGracefulShutdownHandler {
-                try await connection.executeThenClose { requests, responses in
-                    var head: HTTPRequestHead?
-                    for try await part in requests {
-                        switch part {
-                        case .head(let requestHead):
-                            head = requestHead
-                        case .body:
-                            continue
-                        case .end:
-                            guard let request = head else { continue }
-                            head = nil
-                            try await responses.write(contentsOf: respond(to: request))
-                            if !request.isKeepAlive { return }
-                        }
-                    }
-                }
-            } onGracefulShutdown: {
-                connection.channel.close(mode: .input, promise: nil)
-            }
-        } catch {
-            logger.debug("observability connection ended", metadata: ["error": "\(error)"])
+    /// Asks every open connection to close after its current response and waits until all have.
+    func quiesce() async {
+        let open = state.withLock { state in
+            state.quiescing = true
+            return Array(state.open.values)
         }
-    }
-
-    /// The response parts for one request: routing, status and body.
-    func respond(to request: HTTPRequestHead) -> [HTTPServerResponsePart] {
-        enum Endpoint { case metrics, health, readiness }
-        let endpoint: Endpoint
-        switch request.uri.prefix(while: { $0 != "?" }) {
-        case "/metrics": endpoint = .metrics
-        case "/healthz": endpoint = .health
-        case "/readyz": endpoint = .readiness
-        default:
-            return response(to: request, .notFound, text: "not found: GET /metrics, /healthz or /readyz\n")
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
-        guard request.method == .GET else {
-            return response(
-                to: request, .methodNotAllowed, text: "method not allowed: use GET\n", extra: [("Allow", "GET")])
+        for channel in open {
+            try? await channel.closeFuture.get()
         }
-        let status: HealthStatus
-        switch endpoint {
-        case .metrics:
-            var bytes: [UInt8] = []
-            registry.emit(into: &bytes)
-            return response(to: request, .ok, body: ByteBuffer(bytes: bytes), contentType: Self.metricsContentType)
-        case .health: status = healthy()
-        case .readiness: status = ready()
-        }
-        switch status {
-        case .ok:
-            return response(to: request, .ok, text: "ok\n")
-        case .unavailable(let reason):
-            return response(to: request, .serviceUnavailable, text: "\(reason)\n")
-        }
-    }
-
-    private func response(
-        to request: HTTPRequestHead, _ status: HTTPResponseStatus, text: String, extra: [(String, String)] = []
-    ) -> [HTTPServerResponsePart] {
-        response(
-            to: request, status, body: ByteBuffer(string: text), contentType: "text/plain; charset=utf-8", extra: extra)
-    }
-
-    private func response(
-        to request: HTTPRequestHead, _ status: HTTPResponseStatus, body: ByteBuffer, contentType: String,
-        extra: [(String, String)] = []
-    ) -> [HTTPServerResponsePart] {
-        var headers = HTTPHeaders([("Content-Type", contentType), ("Content-Length", String(body.readableBytes))])
-        headers.add(contentsOf: extra)
-        if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
-        let head = HTTPResponseHead(version: request.version, status: status, headers: headers)
-        return [.head(head), .body(.byteBuffer(body)), .end(nil)]
     }
 }

@@ -109,6 +109,7 @@ final class ObservabilityServerTests: XCTestCase {
 
                 await group.triggerGracefulShutdown()
                 try await tasks.next()
+                XCTAssertTrue(idle.isClosedByServer(), "an idle keep-alive connection outlived shutdown")
             }
         }
         XCTAssertFalse(LocalPorts.isListening(port), "the port still accepts connections after run() returned")
@@ -250,6 +251,12 @@ final class IdleConnection: Sendable {
             _ = Glibc.close(fd)
             throw TestSupportError("cannot connect to 127.0.0.1:\(port)")
         }
+    }
+
+    /// True when the server has closed its end: a read sees end-of-file instead of waiting.
+    func isClosedByServer() -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0
     }
 
     func close() { _ = Glibc.close(fd) }
