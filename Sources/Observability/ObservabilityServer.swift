@@ -33,7 +33,8 @@ public final class ObservabilityServer: Service, Sendable {
     ///   - host: the address to listen on: 127.0.0.1 by default, "0.0.0.0" in a pod.
     ///   - port: the TCP port; 0 picks a free one, which `start()` returns.
     ///   - registry: what `/metrics` renders, usually `MetricsBootstrap.prometheus()`.
-    ///   - healthy: answers `/healthz`; called on every request, so it must be quick (a lock, no I/O).
+    ///   - healthy: answers `/healthz`; called on the connection's event loop for every request, so
+    ///     it must be quick (a lock, no I/O).
     ///   - ready: answers `/readyz`; the same rule.
     public init(
         host: String = "127.0.0.1",
@@ -111,9 +112,9 @@ public final class ObservabilityServer: Service, Sendable {
         return port
     }
 
-    /// Serves until graceful shutdown or cancellation, then closes the listening socket, stops
-    /// reading from open connections (a response being written is finished) and returns, without
-    /// error in both cases, when all are closed. Binds first if `start()` was not called.
+    /// Serves until graceful shutdown or cancellation, then closes the listening socket and every
+    /// open connection (each after the response it is writing) and returns, without error in both
+    /// cases, once all are closed. Binds first if `start()` was not called.
     public func run() async throws {
         try await start()
         let listener: (any Channel)? = state.withLock { state in
