@@ -58,6 +58,9 @@ public final class StreamWorker: Sendable {
         var lost = false
         /// Another replica asked for this lease: stop reading, checkpoint, release.
         var handingOff: Date?
+        /// Creation time of the last record read, and whether the last page was empty.
+        var lastReadTime: Double?
+        var caughtUp = false
     }
     struct Observation {
         var counter: Int
@@ -151,6 +154,7 @@ public final class StreamWorker: Sendable {
         state.withLock { $0.lastTick = Date() }
         try pipeline.advance(to: Date().timeIntervalSince1970)
         try await writeCheckpoints()
+        updateLag()
         try await renewDue()
         try await finishEndedShards()
         try await finishHandoffs()
@@ -164,6 +168,25 @@ public final class StreamWorker: Sendable {
         if discoverDue { try await discover() }
         if scanDue { try await balance() }
         startEligibleReaders()
+    }
+
+    /// Iterator age and time left before trim per owned shard, refreshed every round so that
+    /// neither goes stale while a reader waits (Kafka away, back-pressure).
+    func updateLag() {
+        let now = Date().timeIntervalSince1970
+        let shards = state.withLock { $0.owned.filter { !$0.value.lost }.map { ($0.key, $0.value.lastReadTime, $0.value.caughtUp) } }
+        for (shard, lastRead, caughtUp) in shards {
+            let age: Double
+            if let pending = pipeline.oldestUnsettled(shardID: shard) {
+                age = max(0, now - pending)
+            } else if caughtUp || lastRead == nil {
+                age = 0
+            } else {
+                age = max(0, now - lastRead!)
+            }
+            metrics.iteratorAge(shard: shard, seconds: age)
+            metrics.timeLeftBeforeTrim(shard: shard, seconds: max(0, 86_400 - age))
+        }
     }
 
     func writeCheckpoints() async throws {
@@ -420,15 +443,16 @@ public final class StreamWorker: Sendable {
                 guard reading(shard) else { return }
                 try pipeline.process(page.records, shardID: shard, streamARN: arn, departing: departing)
                 let now = Date().timeIntervalSince1970
-                if let last = page.records.last, let t = last["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue {
-                    lastRead = page.lastSequenceNumber
-                    metrics.iteratorAge(shard: shard, seconds: max(0, now - t))
-                    if let first = page.records.first?["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue {
-                        metrics.timeLeftBeforeTrim(shard: shard, seconds: max(0, 86_400 - (now - first)))
-                    }
-                } else {
+                let lastTime = page.records.last?["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue
+                if page.records.last != nil { lastRead = page.lastSequenceNumber }
+                state.withLock {
+                    if let lastTime { $0.owned[shard]?.lastReadTime = lastTime }
+                    $0.owned[shard]?.caughtUp = page.records.isEmpty
+                }
+                if page.records.isEmpty && pipeline.oldestUnsettled(shardID: shard) == nil {
                     metrics.iteratorAge(shard: shard, seconds: 0)
-                    metrics.timeLeftBeforeTrim(shard: shard, seconds: 86_400)
+                } else if let lastTime {
+                    metrics.iteratorAge(shard: shard, seconds: max(0, now - lastTime))
                 }
                 guard let next = page.nextIterator else {
                     state.withLock { $0.owned[shard]?.reachedEnd = true }

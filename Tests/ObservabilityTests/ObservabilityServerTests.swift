@@ -169,68 +169,6 @@ final class ObservabilityServerTests: XCTestCase {
     }
 }
 
-/// HTTP through curl, a client independent of the server's own stack.
-enum HTTP {
-    struct Reply {
-        var status: Int
-        var contentType: String
-        var body: String
-    }
-
-    static func request(_ method: String, port: Int, path: String) throws -> Reply {
-        let bodyFile = try TemporaryFile(name: "body")
-        let result = try ChildProcess.run(
-            "curl",
-            [
-                "-sS", "--max-time", "10", "-X", method, "-o", bodyFile.path,
-                "-w", "%{http_code}\n%{content_type}", "http://127.0.0.1:\(port)\(path)",
-            ],
-            timeout: 20)
-        guard result.exitCode == 0 else { throw TestSupportError("curl \(method) \(path): \(result.stderr)") }
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        return Reply(
-            status: Int(lines[0]) ?? -1,
-            contentType: lines.count > 1 ? String(lines[1]) : "",
-            body: try String(contentsOf: bodyFile.url, encoding: .utf8))
-    }
-}
-
-/// The exposition text as Prometheus's reference parser reads it: a parse error fails the test.
-enum PrometheusText {
-    struct Sample: Decodable {
-        var name: String
-        var labels: [String: String]
-        var value: Double
-    }
-
-    static let script = """
-        import json, sys
-        from prometheus_client.parser import text_string_to_metric_families
-        samples = [
-            {"name": s.name, "labels": s.labels, "value": s.value}
-            for family in text_string_to_metric_families(sys.stdin.read())
-            for s in family.samples
-        ]
-        print(json.dumps(samples))
-        """
-
-    static func parse(_ text: String) throws -> [Sample] {
-        let result = try ChildProcess.run("python3", ["-c", script], stdin: text, timeout: 60)
-        guard result.exitCode == 0 else {
-            throw TestSupportError("prometheus_client could not parse /metrics: \(result.stderr)\n\(text)")
-        }
-        return try JSONDecoder().decode([Sample].self, from: Data(result.stdout.utf8))
-    }
-}
-
-extension [PrometheusText.Sample] {
-    func all(_ name: String) -> [PrometheusText.Sample] { filter { $0.name == name } }
-
-    func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
-        first { $0.name == name && $0.labels == labels }?.value
-    }
-}
-
 /// A TCP connection that sends nothing: what a keep-alive scraper between scrapes looks like.
 final class IdleConnection: Sendable {
     private let fd: Int32
