@@ -312,18 +312,9 @@ public struct ChangeDetector: Sendable {
     /// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a formatter per event.
     public static func utcTimestamp(_ epoch: Double) -> String {
         let secs = Int(epoch.rounded(.down))
-        var days = secs >= 0 ? secs / 86_400 : (secs - 86_399) / 86_400
+        let days = secs >= 0 ? secs / 86_400 : (secs - 86_399) / 86_400
         let rem = secs - days * 86_400
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        days += 719_468
-        let era = (days >= 0 ? days : days - 146_096) / 146_097
-        let doe = days - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        let (y, m, d) = CivilCalendar.civilFromDays(days)
         var out: [UInt8] = []
         out.reserveCapacity(20)
         func put(_ v: Int, _ width: Int) {

@@ -1,3 +1,5 @@
+import JSON
+
 /// ISO 8601 timestamps as the export carries them, normalised to UTC with a `Z`.
 ///
 /// Accepted: `YYYY-MM-DD` `T` (or a space, as Redshift writes) `HH:MM:SS`, an optional fraction
@@ -30,7 +32,7 @@ enum Timestamps {
         guard let hour = number(11, 2), bytes[13] == UInt8(ascii: ":"), let minute = number(14, 2),
             bytes[16] == UInt8(ascii: ":"), let second = number(17, 2)
         else { return nil }
-        guard year >= 1, (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year), hour <= 23,
+        guard year >= 1, (1...12).contains(month), day >= 1, day <= CivilCalendar.daysIn(month: month, year: year), hour <= 23,
             minute <= 59, second <= 59
         else { return nil }
         var i = 19
@@ -71,7 +73,7 @@ enum Timestamps {
         {
             return String(decoding: bytes, as: UTF8.self)
         }
-        var days = daysFromCivil(year: year, month: month, day: day)
+        var days = CivilCalendar.daysFromCivil(year: year, month: month, day: day)
         var minuteOfDay = hour * 60 + minute - offsetMinutes
         if minuteOfDay < 0 {
             minuteOfDay += 1440
@@ -80,7 +82,7 @@ enum Timestamps {
             minuteOfDay -= 1440
             days += 1
         }
-        let (y, m, d) = civilFromDays(days)
+        let (y, m, d) = CivilCalendar.civilFromDays(days)
         guard (1...9999).contains(y) else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(21 + fractionEnd - fractionStart)
@@ -111,36 +113,5 @@ enum Timestamps {
         }
         out.append(UInt8(ascii: "Z"))
         return String(decoding: out, as: UTF8.self)
-    }
-
-    static func daysIn(month: Int, year: Int) -> Int {
-        switch month {
-        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
-    }
-
-    /// Days since 1970-01-01 (Howard Hinnant's algorithm).
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146097 + doe - 719468
-    }
-
-    static func civilFromDays(_ days: Int) -> (year: Int, month: Int, day: Int) {
-        let z = days + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }

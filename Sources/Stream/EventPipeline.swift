@@ -221,9 +221,13 @@ public final class EventPipeline: Sendable {
         }
     }
 
-    /// The furthest checkpoint-safe sequence number of a shard, when it moved.
+    /// The furthest checkpoint-safe sequence number of a shard (nil until one is). Asking again
+    /// gives it again, so a checkpoint write that failed is simply made again.
     public func safeCheckpoint(shardID: String) -> String? {
-        state.withLock { s in s.ledgers[shardID]?.advance() }
+        state.withLock { s in
+            _ = s.ledgers[shardID]?.advance()
+            return s.ledgers[shardID]?.safe
+        }
     }
 
     /// True when every record read from the shard is acknowledged and out of the window.

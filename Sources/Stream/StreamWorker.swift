@@ -598,13 +598,27 @@ public final class StreamWorker: Sendable {
         _ = await pipeline.sink.flush(timeout: .seconds(max(1, deadline.timeIntervalSinceNow - 2)))
         if pipeline.fatal == nil {
             // Each shard's checkpoint moves to what was acknowledged; then the lease is given back.
-            try? await writeCheckpoints()
-            try? await finishEndedShards()
+            // A failed write is made again until the deadline: a lost one means re-reading.
+            while true {
+                do {
+                    try await writeCheckpoints()
+                    try await finishEndedShards()
+                    break
+                } catch {
+                    logger.warning("final checkpoint failed; retrying", metadata: ["error": "\(error)"])
+                    if Date() > deadline { break }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
         }
         if graceful {
             let owned = state.withLock { $0.owned.filter { !$0.value.lost }.map { ($0.key, $0.value.counter) } }
             for (shard, counter) in owned {
-                _ = try? await leases.release(shardID: shard, owner: options.workerID, counter: counter)
+                do {
+                    _ = try await leases.release(shardID: shard, owner: options.workerID, counter: counter)
+                } catch {
+                    logger.warning("release failed; the lease expires instead", metadata: ["shard": "\(shard)", "error": "\(error)"])
+                }
             }
             logger.info("leases released", metadata: ["count": "\(owned.count)"])
         }

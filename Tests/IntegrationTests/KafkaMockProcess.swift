@@ -9,17 +9,22 @@ final class BackgroundProcess: @unchecked Sendable {
     let stdin = Pipe()
     private let stdout = Pipe()
     private let stderrFile: TemporaryFile
+    /// With `stdoutToFile`, stdout goes here instead of the pipe, for polling while it runs.
+    private let stdoutFile: TemporaryFile?
     private var buffered = Data()
 
-    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdoutToFile: Bool = false)
+        throws
+    {
         stderrFile = try TemporaryFile(name: "stderr")
+        stdoutFile = stdoutToFile ? try TemporaryFile(name: "stdout") : nil
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let environment {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         process.standardInput = stdin
-        process.standardOutput = stdout
+        process.standardOutput = try stdoutFile.map { try FileHandle(forWritingTo: $0.url) } ?? stdout
         process.standardError = try FileHandle(forWritingTo: stderrFile.url)
         try process.run()
     }
@@ -45,6 +50,9 @@ final class BackgroundProcess: @unchecked Sendable {
     }
 
     var stderr: String { (try? String(contentsOf: stderrFile.url, encoding: .utf8)) ?? "" }
+
+    /// What the process wrote to stdout so far (with `stdoutToFile`).
+    var stdoutText: String { stdoutFile.flatMap { try? String(contentsOf: $0.url, encoding: .utf8) } ?? "" }
 
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 

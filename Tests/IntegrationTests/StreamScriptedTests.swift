@@ -4,44 +4,17 @@ import JSON
 import TestSupport
 import XCTest
 
-/// A `hemstream stream` process whose events go to stdout (`--sink stdout`), captured in a file
-/// the test polls; stopped by PID.
-final class StreamProcess: @unchecked Sendable {
-    let process = Process()
-    let out: TemporaryFile
-    let err: TemporaryFile
+/// A `hemstream stream --sink stdout` process: its events, polled from the file its stdout goes to.
+typealias StreamProcess = BackgroundProcess
 
-    init(_ arguments: [String], environment: [String: String]) throws {
-        out = try TemporaryFile(name: "stdout")
-        err = try TemporaryFile(name: "stderr")
-        process.executableURL = URL(fileURLWithPath: Hemstream.binaryPath)
-        process.arguments = ["stream", "--sink", "stdout"] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = try FileHandle(forWritingTo: out.url)
-        process.standardError = try FileHandle(forWritingTo: err.url)
-        try process.run()
+extension BackgroundProcess {
+    convenience init(stream arguments: [String], environment: [String: String]) throws {
+        try self.init(
+            Hemstream.binaryPath, ["stream", "--sink", "stdout"] + arguments, environment: environment,
+            stdoutToFile: true)
     }
 
-    var lines: [JSON] {
-        ((try? String(contentsOf: out.url, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { try? JSON.parse(String($0)) }
-    }
-    var stderr: String { (try? String(contentsOf: err.url, encoding: .utf8)) ?? "" }
-
-    func signal(_ n: Int32) { kill(process.processIdentifier, n) }
-
-    @discardableResult
-    func wait(upTo seconds: Double = 40) -> Int32? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        return process.isRunning ? nil : process.terminationStatus
-    }
-
-    deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-    }
+    var lines: [JSON] { stdoutText.split(separator: "\n").compactMap { try? JSON.parse(String($0)) } }
 }
 
 /// The stream reader against a scripted DynamoDB Streams server (what moto cannot show:
@@ -65,7 +38,7 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
 
     func start(_ extra: [String] = [], worker: String = "w1") throws -> StreamProcess {
         try StreamProcess(
-            [
+            stream: [
                 "--stream-arn", Self.arn, "--lease-table", leaseTable, "--worker-id", worker, "--pair-window", "0",
                 "--lease-duration", "3", "--checkpoint-interval", "0.2", "--log-level", "debug",
             ] + extra, environment: env)
