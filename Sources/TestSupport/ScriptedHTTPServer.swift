@@ -123,13 +123,17 @@ public final class ScriptedHTTPServer: Sendable {
     public var requestCount: Int { state.withLock { $0.requests.count } }
 
     public func stop() {
-        let connections = state.withLock { s -> Set<Int32> in
-            if s.stopped { return [] }
+        // Once only: a second close of the listener's descriptor number would close whatever
+        // socket has been given that number since (another test's server, a client).
+        let connections = state.withLock { s -> Set<Int32>? in
+            if s.stopped { return nil }
             s.stopped = true
             return s.connections
         }
+        guard let connections else { return }
+        // Wakes the accept loop, which closes the listener itself: closed here, its number
+        // could be reused before the loop's next accept() and that accept would take another's.
         shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
         for fd in connections { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
@@ -138,6 +142,7 @@ public final class ScriptedHTTPServer: Sendable {
             let fd = accept(listener, nil, nil)
             if fd < 0 {
                 if errno == EINTR { continue }
+                close(listener)
                 return
             }
             let accepted = state.withLock { s -> Bool in
@@ -147,6 +152,7 @@ public final class ScriptedHTTPServer: Sendable {
             }
             guard accepted else {
                 close(fd)
+                close(listener)
                 return
             }
             let thread = Thread { [self] in
