@@ -227,6 +227,89 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
         XCTAssertEqual(Set(ids).count, 12, "a handover repeats nothing")
     }
 
+    /// A loader move's halves on shards read by different replicas, REMOVE first for some and
+    /// INSERT first for others: one transition event each, never a created or a deleted; a
+    /// real delete still is `hem.deleted`.
+    func testMoves_halvesOnShardsOfDifferentReplicas_inBothOrders_giveOneTransitionEach() throws {
+        let table = "moves-\(UUID().uuidString.prefix(8).lowercased())"
+        let created = try Hemstream.run(["table", "create", "--table", table, "--poll-interval", "0.05"], environment: env)
+        XCTAssertEqual(created.exitCode, 0, created.stderr)
+        let s0 = ScriptedStreamsServer.shardID(0), s1 = ScriptedStreamsServer.shardID(1)
+        streams.addShard(id: s0)
+        streams.addShard(id: s1)
+        func owners() -> [String: String] {
+            var o: [String: String] = [:]
+            for l in (try? leaseItems()) ?? [] {
+                if let shard = l["shard_id"]?["S"]?.stringValue, let w = l["owner"]?["S"]?.stringValue { o[shard] = w }
+            }
+            return o
+        }
+        let a = try StreamProcess(stream: ["--table", table] + commonFlags(worker: "a"), environment: env)
+        waitFor("a holds both shards", a) { owners().count == 2 }
+        let b = try StreamProcess(stream: ["--table", table] + commonFlags(worker: "b"), environment: env)
+        waitFor("each replica holds one shard", b) { Set(owners().values) == ["a", "b"] }
+        let owner = owners()
+
+        // Moves 0-9: the table after each move's transaction (the new item, with previous_vup_id).
+        func old(_ n: Int) -> String { n % 2 == 0 ? "UNRESOLVED#00" : "VUP-OLD-\(n)" }
+        func new(_ n: Int) -> String { n % 3 == 0 ? "UNRESOLVED#00" : "VUP-NEW-\(n)" }
+        func image(_ n: Int, _ vup: String, previous: String? = nil) -> JSON {
+            var i = Self.item(n, vup: vup, domain: "d").objectValue!
+            if let previous { i["previous_vup_id"] = ["S": .string(previous)] }
+            return .object(i)
+        }
+        func keys(_ n: Int, _ vup: String) -> JSON { ["hem": ["S": .string(Self.hem(n))], "vup_id": ["S": .string(vup)]] }
+        let moves = (0..<10).filter { old($0) != new($0) }
+        let items = moves.map { image($0, new($0), previous: old($0)) }
+        _ = try runAsync { [env] in
+            let client = AWSClient(configuration: try AWSConfiguration.resolve(environment: env))
+            for item in items { _ = try await client.dynamoDB("PutItem", ["TableName": .string(table), "Item": item]) }
+            return true
+        }
+        let removes = moves.map { n in
+            ScriptedStreamsServer.record(eventName: "REMOVE", keys: keys(n, old(n)), oldImage: image(n, old(n)))
+        }
+        let inserts = moves.map { n in
+            ScriptedStreamsServer.record(eventName: "INSERT", keys: keys(n, new(n)), newImage: image(n, new(n), previous: old(n)))
+        }
+        let half = moves.count / 2
+        // REMOVE first for the first half (on s0, INSERT on s1); INSERT first for the rest (on s1, REMOVE on s0).
+        func read(_ shard: String) -> Int { streams.getRecordsCalls(shard: shard).reduce(0) { $0 + $1.recordCount } }
+        streams.append(shard: s0, records: Array(removes[..<half]))
+        waitFor("the first REMOVEs read") { read(s0) >= half }
+        streams.append(shard: s1, records: Array(inserts[..<half]) + Array(inserts[half...]))
+        waitFor("the transitions", b) { a.lines.count + b.lines.count >= moves.count }
+        streams.append(shard: s0, records: Array(removes[half...]))
+        // A real delete: nothing left under another vup_id.
+        streams.append(shard: s0, records: [
+            ScriptedStreamsServer.record(eventName: "REMOVE", keys: keys(50, "VUP-GONE"), oldImage: image(50, "VUP-GONE"))
+        ])
+        waitFor("the delete", a) { a.lines.count + b.lines.count >= moves.count + 1 }
+        waitFor("every REMOVE read") { read(s0) >= moves.count + 1 }
+        a.signal(SIGTERM)
+        b.signal(SIGTERM)
+        XCTAssertEqual(a.wait(), 0, a.stderr)
+        XCTAssertEqual(b.wait(), 0, b.stderr)
+        XCTAssertNotEqual(owner[s0], owner[s1])
+
+        let events = a.lines + b.lines
+        var byHem: [String: [String]] = [:]
+        for e in events { byHem[e["subject"]?.stringValue ?? "", default: []].append(e["type"]?.stringValue ?? "") }
+        for n in moves {
+            let want = old(n).hasPrefix("UNRESOLVED#") ? "hem.resolved" : new(n).hasPrefix("UNRESOLVED#") ? "hem.unresolved" : "hem.reassigned"
+            XCTAssertEqual(byHem[Self.hem(n)], [want], "move \(n): \(old(n)) → \(new(n))")
+        }
+        XCTAssertEqual(byHem[Self.hem(50)], ["hem.deleted"])
+        XCTAssertEqual(events.count, moves.count + 1)
+    }
+
+    func commonFlags(worker: String) -> [String] {
+        [
+            "--stream-arn", Self.arn, "--lease-table", leaseTable, "--worker-id", worker, "--pair-window", "2",
+            "--index-grace", "1", "--lease-duration", "3", "--checkpoint-interval", "0.2",
+        ]
+    }
+
     func leaseItems() throws -> [JSON] {
         try runAsync {
             let client = AWSClient(configuration: try AWSConfiguration.resolve(environment: self.env))
