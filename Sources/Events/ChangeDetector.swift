@@ -62,6 +62,8 @@ public struct ChangeDetector: Sendable {
     struct Pending: Sendable {
         var image: [String: JSON], vup: String, isInsert: Bool, time: Double
         var position: StreamPosition, token: Int
+        /// When this detector was given the record (wall clock).
+        var readAt = Date()
     }
     /// A loader move's transition already emitted: its REMOVE, when it comes, is dropped.
     struct Departed: Sendable { var from: String, time: Double, token: Int }
@@ -181,6 +183,16 @@ public struct ChangeDetector: Sendable {
         guard let p = pending[entry.hem], p.token == entry.token else { return [] }
         pending[entry.hem] = nil
         return [settle(hem: entry.hem, p)]
+    }
+
+    /// Settles the halves given to this detector before `readBefore` (wall clock): a reader's
+    /// idle-shard settling, in pending order. O(pending); called about once a second.
+    public mutating func settleHeld(readBefore: Date) -> [ChangeEvent] {
+        let due = pending.filter { $0.value.readAt < readBefore }.sorted { $0.value.time < $1.value.time }
+        return due.map { hem, p in
+            pending[hem] = nil
+            return settle(hem: hem, p)
+        }
     }
 
     /// Settles the halves read from one shard now (the shard is being handed to another replica).

@@ -106,25 +106,23 @@ public final class EventPipeline: Sendable {
         var sends: [(ChangeEvent?, [UInt8]?, UInt64)] = []
         var acknowledged: [UInt64] = []
         state.withLock { s in
-            var ledger = s.ledgers[shardID] ?? Ledger()
+            // The shard's ledger is changed in place (a local copy would be copied on write for
+            // every record: the cost grew with the records not yet checkpointed).
+            if s.ledgers[shardID] == nil { s.ledgers[shardID] = Ledger() }
             for (i, record) in records.enumerated() {
                 let seq = record["dynamodb"]?["SequenceNumber"]?.stringValue ?? ""
                 let time = record["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0
                 metrics.recordsRead.increment()
                 if departing.contains(i) {
-                    ledger.add(seq, held: false, time: time)
-                    metrics.movesClassified(by: "index")
+                    s.ledgers[shardID]!.add(seq, held: false, time: time)
                     continue
                 }
                 do {
                     let outcome = try s.detector.ingestTracked(record, shardID: shardID, streamARN: streamARN)
-                    ledger.add(seq, held: outcome.held, time: time)
-                    s.ledgers[shardID] = ledger
+                    s.ledgers[shardID]!.add(seq, held: outcome.held, time: time)
                     for e in outcome.events { sends.append((e, nil, Self.enqueue(&s, positions: e.json.positions))) }
-                    ledger = s.ledgers[shardID]!
                 } catch {
-                    ledger.add(seq, held: false, time: time)
-                    s.ledgers[shardID] = ledger
+                    s.ledgers[shardID]!.add(seq, held: false, time: time)
                     let dlq = Self.deadLetter(record, shardID: shardID, seq: seq, error: "\(error)")
                     metrics.deadLettered.increment()
                     report("record \(seq) of shard \(shardID) cannot be read: \(error)"
@@ -133,11 +131,8 @@ public final class EventPipeline: Sendable {
                         let pos = StreamPosition(streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?")
                         sends.append((nil, dlq, Self.enqueue(&s, positions: [pos])))
                     }
-                    ledger = s.ledgers[shardID]!
                 }
-                s.ledgers[shardID] = ledger
             }
-            s.ledgers[shardID] = ledger
             Self.release(&s, s.detector.drainReleased())
         }
         let sink = self.sink
@@ -161,11 +156,13 @@ public final class EventPipeline: Sendable {
         state.withLock { $0.detector.knowsDeparture(hem: hem, from: vup) }
     }
 
-    /// Settles halves whose window has passed by wall-clock time (idle shards settle too).
-    public func advance(to now: Double) throws {
+    /// Settles halves that have waited the window in wall-clock time since they were read, so
+    /// an idle shard settles too (record time alone would hold them until the next record, and
+    /// old records replayed from history would not wait at all).
+    public func settleIdle(now: Date) throws {
         var sends: [(ChangeEvent, UInt64)] = []
         state.withLock { s in
-            for e in s.detector.advance(to: now) { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
+            for e in s.detector.settleHeld(readBefore: now.addingTimeInterval(-s.detector.window)) { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
             Self.release(&s, s.detector.drainReleased())
         }
         try sendAll(sends)

@@ -152,7 +152,7 @@ public final class StreamWorker: Sendable {
 
     func tick() async throws {
         state.withLock { $0.lastTick = Date() }
-        try pipeline.advance(to: Date().timeIntervalSince1970)
+        try pipeline.settleIdle(now: Date())
         try await writeCheckpoints()
         updateLag()
         try await renewDue()
@@ -515,9 +515,9 @@ public final class StreamWorker: Sendable {
         }
     }
 
-    /// Indexes of the page's REMOVEs that are the departing half of a loader move, by hem-index
-    /// lookups made concurrently (at most 16 at a time). A REMOVE whose loader INSERT is in the
-    /// same page, or was already seen by the detector, needs no lookup: the detector drops it.
+    /// Indexes of the page's REMOVEs that are the departing half of a loader move: those whose
+    /// loader INSERT is in the same page or was already seen by the detector, and those a
+    /// hem-index lookup finds moved (lookups made concurrently, at most 16 at a time).
     func departingHalves(_ records: [JSON], shard: String) async -> Set<Int> {
         var arriving = Set<String>()
         for r in records where r["eventName"]?.stringValue == "INSERT" {
@@ -527,19 +527,21 @@ public final class StreamWorker: Sendable {
             arriving.insert(hem + "|" + from)
         }
         var lookups: [(Int, String, String, Double)] = []
+        var known = Set<Int>()
         for (i, r) in records.enumerated() where r["eventName"]?.stringValue == "REMOVE" {
             guard let img = r["dynamodb"]?["OldImage"] ?? r["dynamodb"]?["Keys"],
                 let hem = img["hem"]?["S"]?.stringValue, let vup = img["vup_id"]?["S"]?.stringValue
             else { continue }
             if arriving.contains(hem + "|" + vup) || pipeline.knowsDeparture(hem: hem, from: vup) {
                 metrics.movesClassified(by: "record")
+                known.insert(i)
                 continue
             }
             lookups.append((i, hem, vup, r["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0))
         }
-        guard !lookups.isEmpty else { return [] }
+        guard !lookups.isEmpty else { return known }
         return await withTaskGroup(of: Int?.self) { group in
-            var found = Set<Int>()
+            var found = known
             var next = 0
             func add() {
                 let (i, hem, vup, time) = lookups[next]
@@ -559,7 +561,10 @@ public final class StreamWorker: Sendable {
             }
             while next < min(16, lookups.count) { add() }
             while let result = await group.next() {
-                if let i = result { found.insert(i) }
+                if let i = result {
+                    found.insert(i)
+                    metrics.movesClassified(by: "index")
+                }
                 if next < lookups.count { add() }
             }
             return found

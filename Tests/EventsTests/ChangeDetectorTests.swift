@@ -94,6 +94,19 @@ final class ChangeDetectorTests: XCTestCase {
         XCTAssertEqual(det.drainReleased().map(\.sequenceNumber), ["1"])
     }
 
+    func testIdleSettling_countsTheWindowFromWhenAHalfWasRead_notFromItsOldRecordTime() throws {
+        var det = ChangeDetector(region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load())
+        // A REMOVE from hours ago (replayed history), then its INSERT a moment later on another page.
+        let r = Self.record("REMOVE", seq: 1, time: 1_000, old: Self.item("V1"))
+        _ = try det.ingest(r, shardID: "s1", streamARN: Self.arn)
+        XCTAssertEqual(det.settleHeld(readBefore: Date().addingTimeInterval(-30)).count, 0, "read just now: it waits")
+        let i = Self.record("INSERT", seq: 2, time: 1_000, new: Self.item("V2"))
+        XCTAssertEqual(try det.ingest(i, shardID: "s1", streamARN: Self.arn).map(\.type), ["hem.reassigned"])
+        let lone = Self.record("REMOVE", seq: 3, time: 1_000, old: Self.item("V9"))
+        _ = try det.ingest(lone, shardID: "s1", streamARN: Self.arn)
+        XCTAssertEqual(det.settleHeld(readBefore: Date().addingTimeInterval(1)).map(\.type), ["hem.deleted"], "waited: settles")
+    }
+
     func testPendingHalves_areBounded_oldestSettleFirst() throws {
         var det = ChangeDetector(
             region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load(), maxPending: 100)

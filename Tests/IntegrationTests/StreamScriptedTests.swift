@@ -185,10 +185,15 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
         d["NewImage"] = nil
         poison["dynamodb"] = .object(d)
         streams.addShard(id: shard, records: [Self.modify(0, "a", "b"), .object(poison), Self.modify(2, "a", "b")])
-        let reader = try start(["--dlq-topic", "dlq"])
+        let reader = try start(["--dlq-topic", "dlq", "--log-format", "json"])
         waitFor("two events and a dead letter", reader) { reader.lines.count >= 3 }
         reader.signal(SIGTERM)
         XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        // --log-format json: every stderr line is one JSON object; the dead letter is logged.
+        let logs = reader.stderr.split(separator: "\n").map { try? JSON.parse(String($0)) }
+        XCTAssertFalse(logs.isEmpty)
+        XCTAssertTrue(logs.allSatisfy { $0?["level"] != nil && $0?["message"] != nil }, reader.stderr)
+        XCTAssertTrue(logs.contains { $0?["level"] == "error" && $0?["message"]?.stringValue?.contains(shard) == true }, reader.stderr)
         let lines = reader.lines
         let dead = try XCTUnwrap(lines.first { $0["error"] != nil })
         XCTAssertEqual(dead["keys"]?["hem"]?.stringValue, Self.hem(1))
