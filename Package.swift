@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C edge
@@ -67,11 +70,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]),
+        // Prometheus /metrics, /healthz and /readyz for the stream daemon.
+        .target(
+            name: "Observability",
+            dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "hemstream",
             dependencies: [
                 "JSON", "AWSWire", "Table", "Export", "Loader", "Events", "Kafka", "Schemas", "Stream",
+                "Observability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -84,7 +102,17 @@ let package = Package(
         .testTarget(name: "ExportTests", dependencies: ["Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Schemas", "JSON", "TestSupport"]),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport", "JSON", "AWSWire"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "CRdKafka", "Events", "JSON", "TestSupport"]),
+        .testTarget(
+            name: "ObservabilityTests",
+            dependencies: [
+                "Observability", "TestSupport",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["hemstream", "TestSupport", "JSON", "AWSWire"]),

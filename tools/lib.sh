@@ -21,8 +21,13 @@ hs_install_deps() {
     fi
     if ! command -v moto_server >/dev/null 2>&1; then
         hs_log "installing moto[server] from PyPI"
-        python3 -m pip install -q 'moto[server]'
+        python3 -m pip install -q 'moto[server]==5.2.1'
         hash -r
+    fi
+    # The reference Prometheus text-format parser, which ObservabilityTests read /metrics with.
+    if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+        hs_log "installing prometheus-client from PyPI"
+        python3 -m pip install -q 'prometheus-client==0.21.1'
     fi
 }
 

@@ -183,8 +183,20 @@ public struct ChangeDetector: Sendable {
         return [settle(hem: entry.hem, p)]
     }
 
+    /// Settles the halves read from one shard now (the shard is being handed to another replica).
+    public mutating func flush(shardID: String) -> [ChangeEvent] {
+        let due = pending.filter { $0.value.position.shardID == shardID }.sorted { $0.value.time < $1.value.time }
+        return due.map { hem, p in
+            pending[hem] = nil
+            return settle(hem: hem, p)
+        }
+    }
+
     /// Settles everything pending, as if every window had passed (end of input, shutdown).
     public mutating func flush() -> [ChangeEvent] { advance(to: .infinity) }
+
+    /// True when this detector emitted a loader move of `hem` away from `vup` within the window.
+    public func knowsDeparture(hem: String, from vup: String) -> Bool { departed[hem]?.from == vup }
 
     /// Halves waiting for a partner.
     public var pendingCount: Int { pending.count }
@@ -240,8 +252,7 @@ public struct ChangeDetector: Sendable {
 
     func hash(_ v: JSON) -> String? {
         guard let key = piiKey else { return nil }
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(v.serialized().utf8), using: SymmetricKey(data: key))
-        return mac.map { String(format: "%02x", $0) }.joined()
+        return Self.hex(HMAC<SHA256>.authenticationCode(for: Array(v.serialized().utf8), using: SymmetricKey(data: key)))
     }
 
     /// Field-level diff over non-key, non-bookkeeping attributes; PII values never copied.
@@ -270,9 +281,7 @@ public struct ChangeDetector: Sendable {
         // The hem is part of the id: one record names one hem, and a server that gave two records
         // one sequence number (moto 5.2.1 does under concurrent writes) cannot merge two events.
         let idInput = hem + "\n" + positions.map { "\($0.streamARN)|\($0.shardID)|\($0.sequenceNumber)" }.sorted().joined(separator: "\n")
-        let id = SHA256.hash(data: Array(idInput.utf8)).map { String(format: "%02x", $0) }.joined()
-        let date = Date(timeIntervalSince1970: time)
-        let fmt = ISO8601DateFormatter(); fmt.timeZone = TimeZone(identifier: "UTC")
+        let id = Self.hex(SHA256.hash(data: Array(idInput.utf8)))
         var data: [String: JSON] = [
             "hem": .string(hem), "vup_id_before": before.map(JSON.string) ?? .null, "vup_id_after": after.map(JSON.string) ?? .null,
             "changes": .array(changes), "updated_at": updatedAt?["S"] ?? .null,
@@ -281,9 +290,50 @@ public struct ChangeDetector: Sendable {
         if partnerMissing { data["partner_missing"] = true }
         let json: JSON = [
             "specversion": "1.0", "id": .string(id), "source": .string(source), "type": .string(type), "subject": .string(hem),
-            "time": .string(fmt.string(from: date)), "datacontenttype": "application/json",
+            "time": .string(Self.utcTimestamp(time)), "datacontenttype": "application/json",
             "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json", "data": .object(data),
         ]
         return ChangeEvent(id: id, type: type, hem: hem, json: json)
+    }
+
+    static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Lowercase hex of a digest (per byte String(format:) was a hot spot).
+    static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for b in bytes {
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a formatter per event.
+    public static func utcTimestamp(_ epoch: Double) -> String {
+        let secs = Int(epoch.rounded(.down))
+        var days = secs >= 0 ? secs / 86_400 : (secs - 86_399) / 86_400
+        let rem = secs - days * 86_400
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        days += 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
+        let doe = days - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        var out: [UInt8] = []
+        out.reserveCapacity(20)
+        func put(_ v: Int, _ width: Int) {
+            var digits = [UInt8](repeating: 48, count: width)
+            var v = v
+            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(48 + v % 10); v /= 10 }
+            out += digits
+        }
+        put(y, 4); out.append(45); put(m, 2); out.append(45); put(d, 2); out.append(84)
+        put(rem / 3600, 2); out.append(58); put(rem % 3600 / 60, 2); out.append(58); put(rem % 60, 2); out.append(90)
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -324,7 +324,7 @@ public enum EmbeddedSchemas {
         "events/examples/stream.gap.json": ####"""
 {
   "specversion": "1.0",
-  "id": "5b0f6c1a2d3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccdd",
+  "id": "60ed4025d8ec7ec8aaf09aa7aeb40a4914fa86f9216cfb67952dd0bc6cc2a476",
   "source": "aws:dynamodb:us-east-1:vector_emails_operational",
   "type": "stream.gap",
   "subject": "shardId-00000001700000000000-0000000a",

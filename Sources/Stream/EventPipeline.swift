@@ -25,6 +25,8 @@ public final class EventPipeline: Sendable {
             var seq: String
             var outstanding: Int
             var held: Int
+            /// ApproximateCreationDateTime (epoch seconds).
+            var time: Double
         }
         var entries: [Entry] = []
         var head = 0
@@ -33,13 +35,13 @@ public final class EventPipeline: Sendable {
         var base = 0
         var safe: String?
 
-        mutating func add(_ seq: String, held: Bool) {
+        mutating func add(_ seq: String, held: Bool, time: Double) {
             if let abs = index[seq] {
                 if held { entries[head + abs - base].held += 1 }
                 return
             }
             index[seq] = base + entries.count - head
-            entries.append(Entry(seq: seq, outstanding: 0, held: held ? 1 : 0))
+            entries.append(Entry(seq: seq, outstanding: 0, held: held ? 1 : 0, time: time))
         }
         mutating func update(_ seq: String, _ change: (inout Entry) -> Void) {
             guard let abs = index[seq] else { return }
@@ -62,13 +64,15 @@ public final class EventPipeline: Sendable {
             return moved ? safe : nil
         }
         var isSettled: Bool { head == entries.count }
+        /// Creation time of the oldest record not yet settled.
+        var oldestUnsettled: Double? { head < entries.count ? entries[head].time : nil }
         var count: Int { entries.count - head }
     }
 
     struct State {
         var detector: ChangeDetector
         var ledgers: [String: Ledger] = [:]
-        var tags: [UInt64: [StreamPosition]] = [:]
+        var tags: [UInt64: (positions: [StreamPosition], sent: ContinuousClock.Instant)] = [:]
         var nextTag: UInt64 = 1
         var fatal: String?
         var inFlight = 0
@@ -105,20 +109,21 @@ public final class EventPipeline: Sendable {
             var ledger = s.ledgers[shardID] ?? Ledger()
             for (i, record) in records.enumerated() {
                 let seq = record["dynamodb"]?["SequenceNumber"]?.stringValue ?? ""
+                let time = record["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0
                 metrics.recordsRead.increment()
                 if departing.contains(i) {
-                    ledger.add(seq, held: false)
+                    ledger.add(seq, held: false, time: time)
                     metrics.movesClassified(by: "index")
                     continue
                 }
                 do {
                     let outcome = try s.detector.ingestTracked(record, shardID: shardID, streamARN: streamARN)
-                    ledger.add(seq, held: outcome.held)
+                    ledger.add(seq, held: outcome.held, time: time)
                     s.ledgers[shardID] = ledger
                     for e in outcome.events { sends.append((e, nil, Self.enqueue(&s, positions: e.json.positions))) }
                     ledger = s.ledgers[shardID]!
                 } catch {
-                    ledger.add(seq, held: false)
+                    ledger.add(seq, held: false, time: time)
                     s.ledgers[shardID] = ledger
                     let dlq = Self.deadLetter(record, shardID: shardID, seq: seq, error: "\(error)")
                     metrics.deadLettered.increment()
@@ -151,6 +156,11 @@ public final class EventPipeline: Sendable {
         metrics.noOps.record(state.withLock { Double($0.detector.noOpModifies) })
     }
 
+    /// True when the detector already emitted the loader move this REMOVE departs from.
+    public func knowsDeparture(hem: String, from vup: String) -> Bool {
+        state.withLock { $0.detector.knowsDeparture(hem: hem, from: vup) }
+    }
+
     /// Settles halves whose window has passed by wall-clock time (idle shards settle too).
     public func advance(to now: Double) throws {
         var sends: [(ChangeEvent, UInt64)] = []
@@ -161,11 +171,11 @@ public final class EventPipeline: Sendable {
         try sendAll(sends)
     }
 
-    /// Settles every held half now (shutdown, handing shards over).
-    public func flushDetector() throws {
+    /// Settles every held half now (shutdown); with a shard, only that shard's (a handover).
+    public func flushDetector(shardID: String? = nil) throws {
         var sends: [(ChangeEvent, UInt64)] = []
         state.withLock { s in
-            for e in s.detector.flush() { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
+            for e in shardID.map({ s.detector.flush(shardID: $0) }) ?? s.detector.flush() { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
             Self.release(&s, s.detector.drainReleased())
         }
         try sendAll(sends)
@@ -185,7 +195,11 @@ public final class EventPipeline: Sendable {
     /// no record of the shard, so it is flushed before the shard's checkpoint moves past the gap.
     public func sendGap(_ event: JSON, hem: String) throws {
         let tag = state.withLock { s in Self.enqueue(&s, positions: []) }
-        if try sink.send(key: Array(hem.utf8), value: event.serializedBytes(), headers: [], tag: tag, toDLQ: false) {
+        let headers = [
+            KafkaHeader("content-type", "application/cloudevents+json"), KafkaHeader("ce_specversion", "1.0"),
+            KafkaHeader("ce_id", event["id"]?.stringValue ?? ""), KafkaHeader("ce_type", "stream.gap"),
+        ]
+        if try sink.send(key: Array(hem.utf8), value: event.serializedBytes(), headers: headers, tag: tag, toDLQ: false) {
             delivered(tag: tag, error: nil)
         }
     }
@@ -198,7 +212,10 @@ public final class EventPipeline: Sendable {
                 if s.fatal == nil { s.fatal = error }
                 return  // its records stay outstanding: the checkpoint never passes them
             }
-            for p in s.tags.removeValue(forKey: tag) ?? [] {
+            guard let sent = s.tags.removeValue(forKey: tag) else { return }
+            metrics.deliveryLatency.recordNanoseconds(
+                Int64((ContinuousClock.now - sent.sent) / .nanoseconds(1)))
+            for p in sent.positions {
                 s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.outstanding -= 1 }
             }
         }
@@ -217,6 +234,15 @@ public final class EventPipeline: Sendable {
         }
     }
 
+    /// Creation time of the shard's oldest record read but not yet settled (acknowledged and
+    /// out of the pairing window), nil when everything read is settled.
+    public func oldestUnsettled(shardID: String) -> Double? {
+        state.withLock { s in
+            _ = s.ledgers[shardID]?.advance()
+            return s.ledgers[shardID]?.oldestUnsettled
+        }
+    }
+
     /// Forgets a shard (lease lost or handed over): its unsettled records will be read again.
     public func forget(shardID: String) {
         state.withLock { s in _ = s.ledgers.removeValue(forKey: shardID) }
@@ -226,7 +252,7 @@ public final class EventPipeline: Sendable {
         let tag = s.nextTag
         s.nextTag += 1
         s.inFlight += 1
-        s.tags[tag] = positions
+        s.tags[tag] = (positions, .now)
         for p in positions { s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.outstanding += 1 } }
         return tag
     }

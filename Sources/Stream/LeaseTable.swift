@@ -16,6 +16,8 @@ public struct Lease: Sendable, Equatable {
     public var parents: [String]
     /// Times this lease changed owner (a metric of churn).
     public var ownerSwitches: Int
+    /// A replica below its fair share asks the owner to hand this lease over.
+    public var handoffTo: String? = nil
 
     public var isFinished: Bool { checkpoint == Self.shardEnd }
 }
@@ -83,7 +85,8 @@ public struct LeaseTable: Sendable {
             counter: item["lease_counter"]?["N"]?.stringValue.flatMap { Int($0) } ?? 0,
             checkpoint: item["checkpoint"]?["S"]?.stringValue,
             parents: (item["parent_shard_ids"]?["L"]?.arrayValue ?? []).compactMap { $0["S"]?.stringValue },
-            ownerSwitches: item["owner_switches"]?["N"]?.stringValue.flatMap { Int($0) } ?? 0)
+            ownerSwitches: item["owner_switches"]?["N"]?.stringValue.flatMap { Int($0) } ?? 0,
+            handoffTo: item["handoff_to"]?["S"]?.stringValue)
     }
 
     /// Adds a lease for a shard seen for the first time; false when one exists already.
@@ -101,21 +104,26 @@ public struct LeaseTable: Sendable {
 
     /// Takes a lease that is free or whose counter has not moved (expired, or taken from a busier
     /// worker): succeeds only if the counter is still `seen`. Returns the new counter.
-    public func take(_ lease: Lease, owner: String) async throws -> Int? {
+    public func take(_ lease: Lease, owner: String) async throws -> Lease? {
         let next = lease.counter + 1
-        let ok = try await conditional(
+        let answer = try await conditionalAnswer(
             "UpdateItem",
             [
                 "TableName": .string(name), "Key": key(lease.shardID),
-                "UpdateExpression": "SET #o = :me, lease_counter = :n, owner_switches = if_not_exists(owner_switches, :z) + :one",
+                "UpdateExpression":
+                    "SET #o = :me, lease_counter = :n, owner_switches = if_not_exists(owner_switches, :z) + :one REMOVE handoff_to",
                 "ConditionExpression": "lease_counter = :c",
                 "ExpressionAttributeNames": ["#o": "owner"],
                 "ExpressionAttributeValues": [
                     ":me": ["S": .string(owner)], ":n": ["N": .string(String(next))],
                     ":c": ["N": .string(String(lease.counter))], ":z": ["N": "0"], ":one": ["N": "1"],
                 ],
+                "ReturnValues": "ALL_NEW",
             ])
-        return ok ? next : nil
+        // The checkpoint as it is now, not as the scan saw it: the last owner may have moved it since.
+        guard let answer, var taken = Self.lease(answer["Attributes"] ?? .null) else { return nil }
+        taken.counter = next
+        return taken
     }
 
     /// Renews an owned lease: bumps the counter if it is still ours at `counter`. nil: lost.
@@ -157,7 +165,7 @@ public struct LeaseTable: Sendable {
             "UpdateItem",
             [
                 "TableName": .string(name), "Key": key(shardID),
-                "UpdateExpression": "REMOVE #o SET lease_counter = :n",
+                "UpdateExpression": "REMOVE #o, handoff_to SET lease_counter = :n",
                 "ConditionExpression": "#o = :me AND lease_counter = :c",
                 "ExpressionAttributeNames": ["#o": "owner"],
                 "ExpressionAttributeValues": [
@@ -167,15 +175,34 @@ public struct LeaseTable: Sendable {
             ])
     }
 
+    /// Asks the owner of a live lease to hand it over (it checkpoints, then releases): a lease
+    /// moves between live replicas without two of them reading the shard at once.
+    public func requestHandoff(_ lease: Lease, to requester: String) async throws -> Bool {
+        guard let owner = lease.owner else { return false }
+        return try await conditional(
+            "UpdateItem",
+            [
+                "TableName": .string(name), "Key": key(lease.shardID),
+                "UpdateExpression": "SET handoff_to = :me",
+                "ConditionExpression": "#o = :owner AND attribute_not_exists(handoff_to)",
+                "ExpressionAttributeNames": ["#o": "owner"],
+                "ExpressionAttributeValues": [":me": ["S": .string(requester)], ":owner": ["S": .string(owner)]],
+            ])
+    }
+
     func key(_ shardID: String) -> JSON { ["shard_id": ["S": .string(shardID)]] }
 
     /// A conditional write: true when written, false when its condition failed.
     func conditional(_ operation: String, _ body: JSON) async throws -> Bool {
+        try await conditionalAnswer(operation, body) != nil
+    }
+
+    /// A conditional write's answer, nil when its condition failed.
+    func conditionalAnswer(_ operation: String, _ body: JSON) async throws -> JSON? {
         do {
-            _ = try await client.dynamoDB(operation, body)
-            return true
+            return try await client.dynamoDB(operation, body)
         } catch let e as AWSError where e.code == "ConditionalCheckFailedException" {
-            return false
+            return nil
         }
     }
 }

@@ -28,8 +28,9 @@ public struct StreamMetrics: Sendable {
         Counter(label: "hemstream_stream_moves_classified_total", dimensions: [("path", path)]).increment()
     }
 
-    /// now − ApproximateCreationDateTime of the last record read (whole seconds, as DynamoDB
-    /// rounds it); 0 once the shard is caught up.
+    /// How far behind the shard's events are: now − ApproximateCreationDateTime (whole seconds,
+    /// as DynamoDB rounds it) of the oldest record read but not yet acknowledged by Kafka, else of
+    /// the last record read; 0 once the shard is caught up and everything read is acknowledged.
     func iteratorAge(shard: String, seconds: Double) {
         Gauge(label: "hemstream_stream_iterator_age_seconds", dimensions: [("shard", shard)]).record(seconds)
     }

@@ -56,6 +56,11 @@ public final class StreamWorker: Sendable {
         var task: Task<Void, Never>?
         var reachedEnd = false
         var lost = false
+        /// Another replica asked for this lease: stop reading, checkpoint, release.
+        var handingOff: Date?
+        /// Creation time of the last record read, and whether the last page was empty.
+        var lastReadTime: Double?
+        var caughtUp = false
     }
     struct Observation {
         var counter: Int
@@ -149,8 +154,10 @@ public final class StreamWorker: Sendable {
         state.withLock { $0.lastTick = Date() }
         try pipeline.advance(to: Date().timeIntervalSince1970)
         try await writeCheckpoints()
+        updateLag()
         try await renewDue()
         try await finishEndedShards()
+        try await finishHandoffs()
         let (scanDue, discoverDue) = state.withLock { s -> (Bool, Bool) in
             let now = Date()
             return (
@@ -161,6 +168,25 @@ public final class StreamWorker: Sendable {
         if discoverDue { try await discover() }
         if scanDue { try await balance() }
         startEligibleReaders()
+    }
+
+    /// Iterator age and time left before trim per owned shard, refreshed every round so that
+    /// neither goes stale while a reader waits (Kafka away, back-pressure).
+    func updateLag() {
+        let now = Date().timeIntervalSince1970
+        let shards = state.withLock { $0.owned.filter { !$0.value.lost }.map { ($0.key, $0.value.lastReadTime, $0.value.caughtUp) } }
+        for (shard, lastRead, caughtUp) in shards {
+            let age: Double
+            if let pending = pipeline.oldestUnsettled(shardID: shard) {
+                age = max(0, now - pending)
+            } else if caughtUp || lastRead == nil {
+                age = 0
+            } else {
+                age = max(0, now - lastRead!)
+            }
+            metrics.iteratorAge(shard: shard, seconds: age)
+            metrics.timeLeftBeforeTrim(shard: shard, seconds: max(0, 86_400 - age))
+        }
     }
 
     func writeCheckpoints() async throws {
@@ -268,7 +294,8 @@ public final class StreamWorker: Sendable {
     }
 
     /// Scans the leases, notes which have stopped moving, and takes this worker's fair share:
-    /// free or expired leases first, then at most one from the busiest worker per round.
+    /// free or expired leases first, then asks the busiest worker to hand one over (at most one
+    /// request per round; the owner checkpoints and releases it, and the next round takes it).
     func balance() async throws {
         let all = try await leases.all()
         let now = Date()
@@ -279,6 +306,9 @@ public final class StreamWorker: Sendable {
             var expired = Set<String>()
             for l in all {
                 s.leases[l.shardID] = l
+                if l.owner == me, l.handoffTo != nil, s.owned[l.shardID] != nil, s.owned[l.shardID]?.handingOff == nil {
+                    s.owned[l.shardID]?.handingOff = now
+                }
                 if let seen = s.observed[l.shardID], seen.counter == l.counter, seen.owner == l.owner {
                     if now.timeIntervalSince(seen.since) > options.leaseDuration { expired.insert(l.shardID) }
                 } else {
@@ -307,16 +337,22 @@ public final class StreamWorker: Sendable {
             if ordered.count < target - mine,
                 let busiest = perOwner.max(by: { $0.value.count < $1.value.count }), busiest.value.count > target
             {
-                victim = busiest.value.sorted { $0.shardID < $1.shardID }.last
+                victim = busiest.value.filter { $0.handoffTo == nil }.sorted { $0.shardID < $1.shardID }.last
             }
             return (Array(ordered.prefix(target - mine)), victim, target)
         }
         _ = target
-        for l in candidates + (victim.map { [$0] } ?? []) {
-            if let counter = try await leases.take(l, owner: me) {
+        if let victim, try await leases.requestHandoff(victim, to: me) {
+            logger.info("asked for a lease", metadata: ["shard": "\(victim.shardID)", "from": "\(victim.owner ?? "-")"])
+        }
+        for l in candidates {
+            if let taken = try await leases.take(l, owner: me) {
                 state.withLock {
-                    $0.owned[l.shardID] = Owned(counter: counter, lastRenew: Date(), written: l.checkpoint, start: l.checkpoint, parents: l.parents)
-                    $0.observed[l.shardID] = Observation(counter: counter, owner: me, since: Date())
+                    $0.owned[l.shardID] = Owned(
+                        counter: taken.counter, lastRenew: Date(), written: taken.checkpoint, start: taken.checkpoint,
+                        parents: taken.parents)
+                    $0.observed[l.shardID] = Observation(counter: taken.counter, owner: me, since: Date())
+                    $0.leases[l.shardID] = taken
                 }
                 metrics.leasesTaken.increment()
                 logger.info("lease taken", metadata: ["shard": "\(l.shardID)", "from": "\(l.owner ?? "-")"])
@@ -351,7 +387,28 @@ public final class StreamWorker: Sendable {
     }
 
     func reading(_ shard: String) -> Bool {
-        state.withLock { s in !s.stopping && s.exit == nil && s.owned[shard].map { !$0.lost } == true } && !Task.isCancelled
+        state.withLock { s in
+            !s.stopping && s.exit == nil && s.owned[shard].map { !$0.lost && $0.handingOff == nil } == true
+        } && !Task.isCancelled
+    }
+
+    /// Leases another replica asked for: once the reader stopped and what it read is
+    /// acknowledged (held halves settled at once), checkpoint and release; bounded by 10 s.
+    func finishHandoffs() async throws {
+        let handing = state.withLock { $0.owned.filter { $0.value.handingOff != nil && !$0.value.lost } }
+        for (shard, o) in handing {
+            if let task = o.task { await task.value }
+            try pipeline.flushDetector(shardID: shard)
+            let waited = Date().timeIntervalSince(o.handingOff!)
+            guard pipeline.isSettled(shardID: shard) || waited > 10 else { continue }
+            if let safe = pipeline.safeCheckpoint(shardID: shard) { try await writeCheckpoint(shard, safe) }
+            guard let now = state.withLock({ $0.owned[shard] }), !now.lost else { continue }
+            _ = try await leases.release(shardID: shard, owner: options.workerID, counter: now.counter)
+            state.withLock { $0.owned[shard] = nil }
+            pipeline.forget(shardID: shard)
+            metrics.leasesHeld.record(Double(ownedShards.count))
+            logger.info("lease handed over", metadata: ["shard": "\(shard)"])
+        }
     }
 
     // MARK: Reading one shard
@@ -382,34 +439,20 @@ public final class StreamWorker: Sendable {
                     gapBefore = nil
                     try sendGap(shard: shard, arn: arn, before: before, after: page.records.first?["dynamodb"]?["SequenceNumber"]?.stringValue)
                 }
-                var departing = Set<Int>()
-                for (i, r) in page.records.enumerated() where r["eventName"]?.stringValue == "REMOVE" {
-                    guard let img = r["dynamodb"]?["OldImage"] ?? r["dynamodb"]?["Keys"],
-                        let hem = img["hem"]?["S"]?.stringValue, let vup = img["vup_id"]?["S"]?.stringValue
-                    else { continue }
-                    let time = r["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0
-                    while reading(shard) {
-                        do {
-                            if try await resolver.isDepartingHalf(hem: hem, vup: vup, recordTime: time) { departing.insert(i) }
-                            break
-                        } catch {
-                            logger.warning("hem-index lookup failed; retrying", metadata: ["shard": "\(shard)", "error": "\(error)"])
-                            try? await Task.sleep(for: .seconds(1))
-                        }
-                    }
-                }
+                let departing = await departingHalves(page.records, shard: shard)
                 guard reading(shard) else { return }
                 try pipeline.process(page.records, shardID: shard, streamARN: arn, departing: departing)
                 let now = Date().timeIntervalSince1970
-                if let last = page.records.last, let t = last["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue {
-                    lastRead = page.lastSequenceNumber
-                    metrics.iteratorAge(shard: shard, seconds: max(0, now - t))
-                    if let first = page.records.first?["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue {
-                        metrics.timeLeftBeforeTrim(shard: shard, seconds: max(0, 86_400 - (now - first)))
-                    }
-                } else {
+                let lastTime = page.records.last?["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue
+                if page.records.last != nil { lastRead = page.lastSequenceNumber }
+                state.withLock {
+                    if let lastTime { $0.owned[shard]?.lastReadTime = lastTime }
+                    $0.owned[shard]?.caughtUp = page.records.isEmpty
+                }
+                if page.records.isEmpty && pipeline.oldestUnsettled(shardID: shard) == nil {
                     metrics.iteratorAge(shard: shard, seconds: 0)
-                    metrics.timeLeftBeforeTrim(shard: shard, seconds: 86_400)
+                } else if let lastTime {
+                    metrics.iteratorAge(shard: shard, seconds: max(0, now - lastTime))
                 }
                 guard let next = page.nextIterator else {
                     state.withLock { $0.owned[shard]?.reachedEnd = true }
@@ -472,13 +515,63 @@ public final class StreamWorker: Sendable {
         }
     }
 
+    /// Indexes of the page's REMOVEs that are the departing half of a loader move, by hem-index
+    /// lookups made concurrently (at most 16 at a time). A REMOVE whose loader INSERT is in the
+    /// same page, or was already seen by the detector, needs no lookup: the detector drops it.
+    func departingHalves(_ records: [JSON], shard: String) async -> Set<Int> {
+        var arriving = Set<String>()
+        for r in records where r["eventName"]?.stringValue == "INSERT" {
+            guard let img = r["dynamodb"]?["NewImage"], let hem = img["hem"]?["S"]?.stringValue,
+                let from = img["previous_vup_id"]?["S"]?.stringValue
+            else { continue }
+            arriving.insert(hem + "|" + from)
+        }
+        var lookups: [(Int, String, String, Double)] = []
+        for (i, r) in records.enumerated() where r["eventName"]?.stringValue == "REMOVE" {
+            guard let img = r["dynamodb"]?["OldImage"] ?? r["dynamodb"]?["Keys"],
+                let hem = img["hem"]?["S"]?.stringValue, let vup = img["vup_id"]?["S"]?.stringValue
+            else { continue }
+            if arriving.contains(hem + "|" + vup) || pipeline.knowsDeparture(hem: hem, from: vup) {
+                metrics.movesClassified(by: "record")
+                continue
+            }
+            lookups.append((i, hem, vup, r["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0))
+        }
+        guard !lookups.isEmpty else { return [] }
+        return await withTaskGroup(of: Int?.self) { group in
+            var found = Set<Int>()
+            var next = 0
+            func add() {
+                let (i, hem, vup, time) = lookups[next]
+                next += 1
+                group.addTask {
+                    while self.reading(shard) {
+                        do {
+                            return try await self.resolver.isDepartingHalf(hem: hem, vup: vup, recordTime: time) ? i : nil
+                        } catch {
+                            self.logger.warning(
+                                "hem-index lookup failed; retrying", metadata: ["shard": "\(shard)", "error": "\(error)"])
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
+                    return nil
+                }
+            }
+            while next < min(16, lookups.count) { add() }
+            while let result = await group.next() {
+                if let i = result { found.insert(i) }
+                if next < lookups.count { add() }
+            }
+            return found
+        }
+    }
+
     func sendGap(shard: String, arn: String, before: String?, after: String?) throws {
         let idInput = "gap|\(arn)|\(shard)|\(before ?? "")|\(after ?? "")"
         let id = SHA256.hash(data: Array(idInput.utf8)).map { String(format: "%02x", $0) }.joined()
-        let fmt = ISO8601DateFormatter()
         let event: JSON = [
             "specversion": "1.0", "id": .string(id), "source": .string("aws:dynamodb:\(options.region):\(options.table)"),
-            "type": "stream.gap", "subject": .string(shard), "time": .string(fmt.string(from: Date())),
+            "type": "stream.gap", "subject": .string(shard), "time": .string(ChangeDetector.utcTimestamp(Date().timeIntervalSince1970)),
             "datacontenttype": "application/json",
             "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json",
             "data": [

@@ -8,11 +8,11 @@ public enum EventFixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    /// The examples as compact JSON text, with the hem and id they use.
+    /// The hem examples (not stream.gap) as compact JSON text, with the hem and id they use.
     public static let examples: [(text: String, hem: String, id: String)] = {
         let dir = root.appendingPathComponent("schemas/events/examples")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path))?.sorted() ?? []
-        return names.filter { $0.hasSuffix(".json") }.map { name in
+        return names.filter { $0.hasPrefix("hem.") && $0.hasSuffix(".json") }.map { name in
             let event = try! JSON.parse(try! String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8))
             return (event.serialized(), event["data"]!["hem"]!.stringValue!, event["id"]!.stringValue!)
         }

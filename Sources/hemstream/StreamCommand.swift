@@ -4,7 +4,10 @@ import Events
 import Foundation
 import Kafka
 import Logging
+import Observability
+import ServiceLifecycle
 import Stream
+import Synchronization
 
 struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,12 +52,15 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "File holding the HMAC key for PII hashes (else env HEMSTREAM_PII_KEY).") var piiKeyFile: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Option(help: "Log format: text or json (one object per line on stderr).") var logFormat = "text"
+    @Option(help: "Port for /metrics (Prometheus), /healthz and /readyz; none: no endpoint.") var metricsPort: Int?
+    @Option(help: "Address the metrics endpoint binds to.") var metricsHost = "0.0.0.0"
 
     func validate() throws {
         guard ["trim-horizon", "latest"].contains(start) else { throw ValidationError("--start: trim-horizon or latest") }
         guard ["continue", "halt"].contains(onGap) else { throw ValidationError("--on-gap: continue or halt") }
         guard ["kafka", "stdout"].contains(sink) else { throw ValidationError("--sink: kafka or stdout") }
         guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format: text or json") }
+        if let p = metricsPort, !(0...65535).contains(p) { throw ValidationError("--metrics-port: 0-65535") }
         guard leaseDuration >= 1, checkpointInterval > 0, shutdownTimeout > 0, pairWindow >= 0 else {
             throw ValidationError("--lease-duration ≥ 1; intervals and timeouts must be positive")
         }
@@ -81,6 +87,7 @@ struct StreamCommand: AsyncParsableCommand {
         do { fields = try FieldClassification.load() } catch { throw fail("cannot load schemas/fields.json: \(error)") }
         let region = client.configuration.region
         let detector = ChangeDetector(region: region, table: tableName.table, fields: fields, window: pairWindow, piiKey: key)
+        let registry = MetricsBootstrap.prometheus()
         let metrics = StreamMetrics()
         let pipeline = EventPipeline(detector: detector, metrics: metrics, hasDLQ: dlqTopic != nil) { logger.error("\($0)") }
 
@@ -114,12 +121,37 @@ struct StreamCommand: AsyncParsableCommand {
             options: options, client: client, pipeline: pipeline, metrics: metrics, resolverGrace: indexGrace,
             logger: logger)
 
-        let signals = SignalWatcher { signal in
-            logger.info("\(signal): stopping; delivering, checkpointing and releasing leases")
-            worker.stop()
+        // One service group: the reader and the metrics endpoint; SIGTERM/SIGINT start a graceful
+        // shutdown (deliver, checkpoint, release) bounded by --shutdown-timeout.
+        let readerService = StreamReaderService(worker: worker, shutdownTimeout: shutdownTimeout)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: readerService, successTerminationBehavior: .gracefullyShutdownGroup)
+        ]
+        if let metricsPort {
+            let kafkaUp = kafkaSink.map { KafkaReachability($0) }
+            let server = ObservabilityServer(
+                host: metricsHost, port: metricsPort, registry: registry,
+                healthy: { worker.isHealthy ? .ok : .unavailable(reason: "the lease and checkpoint loop has stalled") },
+                ready: {
+                    guard worker.isReady else { return .unavailable(reason: "leases not scanned yet") }
+                    if let kafkaUp, !kafkaUp.isReachable { return .unavailable(reason: "Kafka metadata unreachable") }
+                    return .ok
+                }, logger: logger)
+            do {
+                let port = try await server.start()
+                logger.info("metrics on http://\(metricsHost):\(port)/metrics")
+            } catch { throw fail("\(error)") }
+            services.append(.init(service: server))
         }
-        let exit = await worker.run(shutdownTimeout: shutdownTimeout)
-        signals.cancel()
+        var config = ServiceGroupConfiguration(services: services, logger: logger)
+        config.gracefulShutdownSignals = [.sigterm, .sigint]
+        config.maximumGracefulShutdownDuration = .seconds(shutdownTimeout + 5)
+        do {
+            try await ServiceGroup(configuration: config).run()
+        } catch {
+            logger.error("service group ended: \(error)")
+        }
+        let exit = readerService.exit.withLock { $0 } ?? .stopped
         kafkaSink?.close(timeout: .seconds(5))
         withExtendedLifetime(mock) {}
         switch exit {
@@ -132,4 +164,46 @@ struct StreamCommand: AsyncParsableCommand {
             throw fail(why)
         }
     }
+}
+
+/// The stream worker as a ServiceLifecycle service: graceful shutdown stops it, and how it
+/// ended is kept for the exit code.
+final class StreamReaderService: Service, Sendable {
+    let worker: StreamWorker
+    let shutdownTimeout: Double
+    let exit = Mutex<StreamExit?>(nil)
+
+    init(worker: StreamWorker, shutdownTimeout: Double) {
+        self.worker = worker
+        self.shutdownTimeout = shutdownTimeout
+    }
+
+    func run() async throws {
+        let worker = self.worker
+        let ended = await withGracefulShutdownHandler {
+            await worker.run(shutdownTimeout: shutdownTimeout)
+        } onGracefulShutdown: {
+            worker.stop()
+        }
+        exit.withLock { $0 = ended }
+    }
+}
+
+/// Whether Kafka's brokers answer metadata, asked every 5 s on a thread of its own (the call
+/// blocks), so /readyz answers at once.
+final class KafkaReachability: Sendable {
+    let reachable = Atomic<Bool>(true)
+
+    init(_ sink: KafkaEventSink) {
+        let thread = Thread { [weak self] in
+            while let self {
+                self.reachable.store(sink.reachable(), ordering: .relaxed)
+                Thread.sleep(forTimeInterval: 5)
+            }
+        }
+        thread.name = "kafka-readiness"
+        thread.start()
+    }
+
+    var isReachable: Bool { reachable.load(ordering: .relaxed) }
 }

@@ -1,6 +1,7 @@
 import AWSWire
 import ArgumentParser
 import Foundation
+import Stream
 import Table
 
 struct TableCommand: AsyncParsableCommand {
@@ -26,13 +27,22 @@ struct TableCommand: AsyncParsableCommand {
         @OptionGroup var name: TableNameOption
         @Option(help: "Seconds between status polls.") var pollInterval: Double = 5
         @Option(help: "Seconds to wait for the table or an index to become ACTIVE.") var timeout: Double = 3600
+        @Flag(help: "Also create the stream reader's lease table (<table>-hemstream-leases, on-demand).")
+        var leases = false
+        @Option(help: "The lease table's name, with --leases.") var leaseTable: String?
 
         func run() async throws {
+            let client = try aws.client()
             let manager = TableManager(
-                client: try aws.client(), definition: try TableDefinition.load(tableName: name.table),
+                client: client, definition: try TableDefinition.load(tableName: name.table),
                 pollInterval: pollInterval, timeout: timeout, report: Console.line)
             try await manager.create()
             Console.line("table \(name.table) matches schemas/table.json")
+            if leases {
+                let leaseName = leaseTable ?? "\(name.table)-hemstream-leases"
+                try await LeaseTable(client: client, name: leaseName).ensureExists(timeout: timeout)
+                Console.line("lease table \(leaseName) is ACTIVE")
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import JSON
 import XCTest
 @testable import Events
@@ -116,5 +117,15 @@ final class ChangeDetectorTests: XCTestCase {
         let change = keyed.first?.json["data"]?["changes"]?[0]
         XCTAssertEqual(change?["before_hash"]?.stringValue?.count, 64)
         XCTAssertNotEqual(change?["before_hash"], change?["after_hash"])
+    }
+}
+
+final class EventTimestampTests: XCTestCase {
+    func testUTCTimestamp_matchesFoundationAcrossLeapYearsAndEpochEdges() {
+        let fmt = ISO8601DateFormatter()
+        fmt.timeZone = TimeZone(identifier: "UTC")
+        for t in [0.0, 59, 86_399, 86_400, 951_782_400, 951_868_799.9, 1_709_164_800, 1_764_442_800, 4_102_444_799, -1] {
+            XCTAssertEqual(ChangeDetector.utcTimestamp(t), fmt.string(from: Date(timeIntervalSince1970: t.rounded(.down))), "\(t)")
+        }
     }
 }

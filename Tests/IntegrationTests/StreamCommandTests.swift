@@ -189,7 +189,7 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         ]
     }
 
-    func waitUntil(_ what: String, upTo seconds: Double = 60, _ condition: () throws -> Bool) rethrows {
+    func waitUntil(_ what: String, upTo seconds: Double = 60, _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try condition() { return }
@@ -259,5 +259,54 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         last.signal(SIGTERM)
         XCTAssertEqual(last.wait(upTo: 40), 0, last.stderr)
         XCTAssertEqual(uniqueCounts(try events()), want(expected), "no event missing (nor invented) after 10 SIGKILLs")
+    }
+
+    func scrape(_ port: Int) throws -> [PrometheusText.Sample] {
+        let reply = try HTTP.request("GET", port: port, path: "/metrics")
+        XCTAssertEqual(reply.status, 200)
+        return try PrometheusText.parse(reply.body)
+    }
+
+    /// /metrics read by Prometheus's reference parser; /healthz and /readyz for the probes; the
+    /// iterator age rises while Kafka is away (records read, not acknowledged) and returns to 0.
+    func testMetrics_countWhatWasRead_andIteratorAgeRisesWhileKafkaIsDown_thenReturnsToZero() throws {
+        let expected = try genExport(rows: 100)
+        let day1 = dir.file("export/day1.csv.gz").path, day2 = dir.file("export/day2.csv.gz").path
+        XCTAssertEqual(try Hemstream.run(["load", "--table", table, day1], environment: env).exitCode, 0)
+        let port = LocalPorts.free()
+        let stream = try startStream(["--metrics-port", "\(port)", "--metrics-host", "127.0.0.1"])
+        let rows = expected["day1"]?["rows"]?.intValue ?? 0
+        _ = try waitForEvents(rows, while: stream)
+        try waitUntil("caught up: iterator age 0") {
+            let m = try scrape(port)
+            return m.value("hemstream_stream_records_read_total") == Double(rows)
+                && m.all("hemstream_stream_iterator_age_seconds").allSatisfy { $0.value == 0 }
+                && !m.all("hemstream_stream_iterator_age_seconds").isEmpty
+        }
+        let m = try scrape(port)
+        XCTAssertEqual(m.value("hemstream_stream_events_total", ["type": "hem.created"]), Double(rows))
+        XCTAssertEqual(m.value("hemstream_stream_leases_held"), 1)
+        XCTAssertGreaterThan(m.value("hemstream_stream_getrecords_calls_total") ?? 0, 0)
+        XCTAssertGreaterThanOrEqual(m.value("hemstream_stream_delivery_latency_seconds_count") ?? 0, Double(rows))
+        XCTAssertEqual(try HTTP.request("GET", port: port, path: "/healthz").status, 200)
+        XCTAssertEqual(try HTTP.request("GET", port: port, path: "/readyz").status, 200)
+
+        // Kafka stops answering: day 2 is read, not acknowledged; the age climbs and readiness drops.
+        kafka.child.signal(SIGSTOP)
+        XCTAssertEqual(try Hemstream.run(["load", "--table", table, day2, "--previous", day1], environment: env).exitCode, 0)
+        try waitUntil("iterator age ≥ 3 s while Kafka is away", upTo: 30) {
+            (try scrape(port).all("hemstream_stream_iterator_age_seconds").map(\.value).max() ?? 0) >= 3
+        }
+        try waitUntil("/readyz says Kafka is unreachable", upTo: 30) {
+            try HTTP.request("GET", port: port, path: "/readyz").status == 503
+        }
+        kafka.child.signal(SIGCONT)
+        try waitUntil("iterator age back to 0 once Kafka is back", upTo: 60) {
+            try scrape(port).all("hemstream_stream_iterator_age_seconds").allSatisfy { $0.value == 0 }
+        }
+        try waitUntil("ready again", upTo: 30) { try HTTP.request("GET", port: port, path: "/readyz").status == 200 }
+        stream.signal(SIGTERM)
+        XCTAssertEqual(stream.wait(upTo: 40), 0, stream.stderr)
+        XCTAssertEqual(uniqueCounts(try events()), want(expected), "nothing lost across the outage")
     }
 }

@@ -1,0 +1,275 @@
+import AWSWire
+import Foundation
+import JSON
+import TestSupport
+import XCTest
+
+/// A `hemstream stream` process whose events go to stdout (`--sink stdout`), captured in a file
+/// the test polls; stopped by PID.
+final class StreamProcess: @unchecked Sendable {
+    let process = Process()
+    let out: TemporaryFile
+    let err: TemporaryFile
+
+    init(_ arguments: [String], environment: [String: String]) throws {
+        out = try TemporaryFile(name: "stdout")
+        err = try TemporaryFile(name: "stderr")
+        process.executableURL = URL(fileURLWithPath: Hemstream.binaryPath)
+        process.arguments = ["stream", "--sink", "stdout"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = try FileHandle(forWritingTo: out.url)
+        process.standardError = try FileHandle(forWritingTo: err.url)
+        try process.run()
+    }
+
+    var lines: [JSON] {
+        ((try? String(contentsOf: out.url, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { try? JSON.parse(String($0)) }
+    }
+    var stderr: String { (try? String(contentsOf: err.url, encoding: .utf8)) ?? "" }
+
+    func signal(_ n: Int32) { kill(process.processIdentifier, n) }
+
+    @discardableResult
+    func wait(upTo seconds: Double = 40) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// The stream reader against a scripted DynamoDB Streams server (what moto cannot show:
+/// several shards over pages, splits, trimming, expiry, throttling) and moto for the rest
+/// (DescribeTable is skipped with --stream-arn; the lease table and hem-index are moto's).
+final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
+    static let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/vector_emails_operational/stream/2026-11-01T00:00:00.000"
+    var moto: MotoServer!
+    var streams: ScriptedStreamsServer!
+    var env: [String: String] = [:]
+    var leaseTable = ""
+
+    override func setUpWithError() throws {
+        env = try MotoServer.sharedEnvironment()
+        streams = try ScriptedStreamsServer(streamArn: Self.arn, describePageSize: 2)
+        env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = streams.endpoint
+        leaseTable = "leases-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    override func tearDown() { streams?.stop() }
+
+    func start(_ extra: [String] = [], worker: String = "w1") throws -> StreamProcess {
+        try StreamProcess(
+            [
+                "--stream-arn", Self.arn, "--lease-table", leaseTable, "--worker-id", worker, "--pair-window", "0",
+                "--lease-duration", "3", "--checkpoint-interval", "0.2", "--log-level", "debug",
+            ] + extra, environment: env)
+    }
+
+    static func hem(_ n: Int) -> String { String(repeating: "0", count: 56) + String(format: "%08x", n) }
+
+    static func item(_ n: Int, vup: String = "VUP-1", domain: String) -> JSON {
+        [
+            "hem": ["S": .string(hem(n))], "vup_id": ["S": .string(vup)], "domain": ["S": .string(domain)],
+            "email": ["S": .string("user\(n)@example.invalid")],
+        ]
+    }
+
+    /// A MODIFY of item n changing its domain from `a` to `b`.
+    static func modify(_ n: Int, _ a: String, _ b: String) -> JSON {
+        ScriptedStreamsServer.record(
+            eventName: "MODIFY", keys: ["hem": ["S": .string(hem(n))], "vup_id": ["S": "VUP-1"]],
+            newImage: item(n, domain: b), oldImage: item(n, domain: a))
+    }
+
+    func waitFor(_ what: String, upTo seconds: Double = 60, _ process: StreamProcess? = nil, _ condition: () -> Bool) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return }
+            if let process, !process.process.isRunning { XCTFail("the reader ended: \(process.stderr)"); return }
+            usleep(100_000)
+        }
+        XCTFail("timed out waiting until \(what)")
+    }
+
+    /// The domain changes of item n, in the order they were published.
+    func domains(_ events: [JSON], _ n: Int) -> [String] {
+        events.filter { $0["subject"]?.stringValue == Self.hem(n) }.compactMap {
+            $0["data"]?["changes"]?.arrayValue?.first { $0["field"] == "domain" }?["after"]?.stringValue
+        }
+    }
+
+    func assertNoEmail(_ texts: String..., file: StaticString = #filePath, line: UInt = #line) {
+        for t in texts { XCTAssertFalse(t.contains("@example.invalid"), "an email left the table", file: file, line: line) }
+    }
+
+    /// Several roots over DescribeStream pages of two, a split into two children and a
+    /// single-child rotation, empty pages before records, ShardFilter on and off: every event
+    /// once, and each item's events in lineage order.
+    func testLineage_splitsAndRotations_eachItemInOrder_withShardFilter() throws {
+        try lineage(shardFilter: true)
+    }
+
+    func testLineage_splitsAndRotations_eachItemInOrder_withoutShardFilter_fallsBackToListing() throws {
+        try lineage(shardFilter: false)
+    }
+
+    func lineage(shardFilter: Bool) throws {
+        streams.supportsShardFilter = shardFilter
+        streams.emptyPagesBeforeRecords = 2
+        let id = ScriptedStreamsServer.shardID
+        // Five roots; root 0 holds item 0's first change, its children the next ones.
+        for r in 0..<5 { streams.addShard(id: id(r), records: [Self.modify(r, "a", "b")]) }
+        streams.split(shard: id(0), into: [id(10), id(11)])
+        streams.append(shard: id(10), records: [Self.modify(0, "b", "c")])
+        streams.append(shard: id(11), records: [Self.modify(100, "a", "b")])
+        streams.split(shard: id(10), into: [id(20)])  // a rotation: one child
+        streams.append(shard: id(20), records: [Self.modify(0, "c", "d")])
+
+        let reader = try start()
+        waitFor("all eight events", reader) { reader.lines.count >= 8 }
+        // Children appear after the reader started: found through the finished parent.
+        streams.split(shard: id(11), into: [id(21), id(22)])
+        streams.append(shard: id(21), records: [Self.modify(100, "b", "c")])
+        streams.append(shard: id(22), records: [Self.modify(101, "a", "b")])
+        waitFor("the grandchildren's events", reader) { reader.lines.count >= 10 }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        let events = reader.lines
+        XCTAssertEqual(events.count, 10, "ShardFilter \(shardFilter): \(events.map { $0["subject"] ?? "" })")
+        XCTAssertEqual(domains(events, 0), ["b", "c", "d"], "item 0 in lineage order (ShardFilter \(shardFilter))")
+        XCTAssertEqual(domains(events, 100), ["b", "c"], "item 100 in lineage order")
+        XCTAssertEqual(Set(events.compactMap { $0["id"]?.stringValue }).count, 10, "no event twice")
+        if !shardFilter { XCTAssertGreaterThan(streams.callCount("DescribeStream"), 3, "fell back to full listings") }
+        assertNoEmail(reader.stderr, events.map { $0.serialized() }.joined())
+    }
+
+    /// An expired iterator is renewed from the last record read, and throttled GetRecords back
+    /// off and keep the shard: nothing lost, nothing repeated.
+    func testExpiredIteratorAndThrottling_loseAndRepeatNothing() throws {
+        let shard = ScriptedStreamsServer.shardID(1)
+        streams.addShard(id: shard, records: (0..<5).map { Self.modify($0, "a", "b") })
+        let reader = try start()
+        waitFor("the first five events", reader) { reader.lines.count >= 5 }
+        streams.expireAllIterators()
+        streams.throttleNextGetRecords(6)
+        streams.append(shard: shard, records: (5..<10).map { Self.modify($0, "a", "b") })
+        waitFor("the next five events", reader) { reader.lines.count >= 10 }
+        waitFor("the throttled calls seen") {
+            streams.getRecordsCalls(shard: shard).contains { $0.errorCode == "ExpiredIteratorException" }
+                && streams.getRecordsCalls(shard: shard).filter { $0.errorCode == "LimitExceededException" }.count == 6
+        }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        let events = reader.lines
+        XCTAssertEqual(events.compactMap { $0["subject"]?.stringValue }, (0..<10).map(Self.hem))
+    }
+
+    /// Records trimmed before they were read: a stream.gap event with the sequence numbers on
+    /// each side and an error line naming the shard; reading goes on. With --on-gap halt: exit 4.
+    func testTrimmedRecords_areAGapEvent_orExit4WithOnGapHalt() throws {
+        let shard = ScriptedStreamsServer.shardID(1)
+        let first = streams.addShard(id: shard, records: (0..<3).map { Self.modify($0, "a", "b") })
+        var reader = try start()
+        waitFor("three events", reader) { reader.lines.count >= 3 }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+
+        // While no reader runs, more records arrive and the oldest unread ones are trimmed.
+        let more = streams.append(shard: shard, records: (3..<8).map { Self.modify($0, "a", "b") })
+        streams.trim(shard: shard, before: more[2])
+
+        let halted = try start(["--on-gap", "halt"])
+        XCTAssertEqual(halted.wait(), 4, halted.stderr)
+        XCTAssertTrue(halted.stderr.contains(shard), halted.stderr)
+        XCTAssertEqual(halted.lines.count, 0, "halt publishes nothing past the gap")
+
+        reader = try start()
+        waitFor("the gap and the records kept", reader) { reader.lines.count >= 4 }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        let events = reader.lines
+        let gap = try XCTUnwrap(events.first)
+        XCTAssertEqual(gap["type"], "stream.gap")
+        XCTAssertEqual(gap["subject"]?.stringValue, shard)
+        XCTAssertEqual(gap["data"]?["last_sequence_number_before"]?.stringValue, first.last)
+        XCTAssertEqual(gap["data"]?["first_sequence_number_after"]?.stringValue, more[2])
+        XCTAssertEqual(events.dropFirst().compactMap { $0["subject"]?.stringValue }, (5..<8).map(Self.hem))
+        XCTAssertTrue(reader.stderr.contains("trimmed") && reader.stderr.contains(shard), reader.stderr)
+    }
+
+    /// A record the detector cannot read goes to the dead-letter output with its position, keys
+    /// and reason (never its images), and the shard moves on.
+    func testPoisonRecord_goesToTheDeadLetters_andTheShardMovesOn() throws {
+        let shard = ScriptedStreamsServer.shardID(1)
+        var poison = Self.modify(1, "a", "b").objectValue!
+        var d = poison["dynamodb"]!.objectValue!
+        d["NewImage"] = nil
+        poison["dynamodb"] = .object(d)
+        streams.addShard(id: shard, records: [Self.modify(0, "a", "b"), .object(poison), Self.modify(2, "a", "b")])
+        let reader = try start(["--dlq-topic", "dlq"])
+        waitFor("two events and a dead letter", reader) { reader.lines.count >= 3 }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        let lines = reader.lines
+        let dead = try XCTUnwrap(lines.first { $0["error"] != nil })
+        XCTAssertEqual(dead["keys"]?["hem"]?.stringValue, Self.hem(1))
+        XCTAssertEqual(dead["shard_id"]?.stringValue, shard)
+        XCTAssertNil(dead["NewImage"])
+        XCTAssertEqual(lines.filter { $0["type"] == "hem.updated" }.count, 2)
+        assertNoEmail(reader.stderr, lines.map { $0.serialized() }.joined())
+    }
+
+    /// Two replicas split six shards three and three, and a SIGTERM hands one's shards to the other.
+    func testTwoReplicas_splitTheShards_andHandOverOnSigterm() throws {
+        for r in 0..<6 { streams.addShard(id: ScriptedStreamsServer.shardID(r), records: [Self.modify(r, "a", "b")]) }
+        func owners() -> [String: Int] {
+            var n: [String: Int] = [:]
+            for l in (try? leaseItems()) ?? [] { if let o = l["owner"]?["S"]?.stringValue { n[o, default: 0] += 1 } }
+            return n
+        }
+        // One after the other, as a rolling deployment starts them: moto 5.2.1 does not make a
+        // conditional write atomic against a concurrent one (two replicas starting in the same
+        // instant both "took" one lease there); DynamoDB does.
+        let a = try start(worker: "a")
+        waitFor("a holds the six leases", a) { owners() == ["a": 6] }
+        let b = try start(worker: "b")
+        waitFor("both replicas hold three leases") { owners() == ["a": 3, "b": 3] }
+        XCTAssertEqual(a.lines.count + b.lines.count, 6, "each record once while the leases moved")
+        a.signal(SIGTERM)
+        XCTAssertEqual(a.wait(), 0, a.stderr)
+        waitFor("b holds all six", upTo: 10) { owners() == ["b": 6] }
+        for r in 0..<6 { streams.append(shard: ScriptedStreamsServer.shardID(r), records: [Self.modify(r, "b", "c")]) }
+        // a read all six before b came; the handed-over shards resume from a's checkpoints.
+        waitFor("b publishes the six new records", b) { a.lines.count + b.lines.count >= 12 }
+        b.signal(SIGTERM)
+        XCTAssertEqual(b.wait(), 0, b.stderr)
+        let ids = (a.lines + b.lines).compactMap { $0["id"]?.stringValue }
+        XCTAssertEqual(ids.count, 12)
+        XCTAssertEqual(Set(ids).count, 12, "a handover repeats nothing")
+    }
+
+    func leaseItems() throws -> [JSON] {
+        try runAsync {
+            let client = AWSClient(configuration: try AWSConfiguration.resolve(environment: self.env))
+            return try await client.dynamoDB("Scan", ["TableName": .string(self.leaseTable), "ConsistentRead": true])["Items"]?
+                .arrayValue ?? []
+        }
+    }
+
+    func runAsync<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let sem = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: Result<T, Error>?
+        Task {
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            sem.signal()
+        }
+        sem.wait()
+        return try result!.get()
+    }
+}
