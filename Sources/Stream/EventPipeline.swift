@@ -104,7 +104,6 @@ public final class EventPipeline: Sendable {
     /// departing half of a loader move are acknowledged without an event.
     public func process(_ records: [JSON], shardID: String, streamARN: String, departing: Set<Int>) throws {
         var sends: [(ChangeEvent?, [UInt8]?, UInt64)] = []
-        var acknowledged: [UInt64] = []
         state.withLock { s in
             // The shard's ledger is changed in place (a local copy would be copied on write for
             // every record: the cost grew with the records not yet checkpointed).
@@ -137,17 +136,12 @@ public final class EventPipeline: Sendable {
         }
         let sink = self.sink
         for (event, dlq, tag) in sends {
-            let done: Bool
             if let event {
-                metrics.events(type: event.type)
-                done = try sink.send(
-                    key: Array(event.hem.utf8), value: event.encoded(), headers: Self.headers(event), tag: tag, toDLQ: false)
-            } else {
-                done = try sink.send(key: nil ?? [], value: dlq!, headers: [], tag: tag, toDLQ: true)
+                try emit(event, tag: tag, sink: sink)
+            } else if try sink.send(key: [], value: dlq!, headers: [], tag: tag, toDLQ: true) {
+                delivered(tag: tag, error: nil)
             }
-            if done { acknowledged.append(tag) }
         }
-        for tag in acknowledged { delivered(tag: tag, error: nil) }
         metrics.noOps.record(state.withLock { Double($0.detector.noOpModifies) })
     }
 
@@ -180,11 +174,23 @@ public final class EventPipeline: Sendable {
 
     func sendAll(_ sends: [(ChangeEvent, UInt64)]) throws {
         let sink = self.sink
-        for (event, tag) in sends {
-            metrics.events(type: event.type)
-            if try sink.send(key: Array(event.hem.utf8), value: event.encoded(), headers: Self.headers(event), tag: tag, toDLQ: false) {
-                delivered(tag: tag, error: nil)
-            }
+        for (event, tag) in sends { try emit(event, tag: tag, sink: sink) }
+    }
+
+    /// The one door events leave by: an event holding an email-shaped string (a public field
+    /// that carried an address) is stopped, counted and logged by position, never sent.
+    func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventSink) throws {
+        let bytes = event.encoded()
+        if PIIGuard.containsEmailAddress(bytes) {
+            metrics.piiBlocked.increment()
+            let where_ = event.json.positions.map { "shard \($0.shardID) record \($0.sequenceNumber)" }.joined(separator: ", ")
+            report("a \(event.type) event (\(where_)) held an email-shaped value: not sent")
+            delivered(tag: tag, error: nil)
+            return
+        }
+        metrics.events(type: event.type)
+        if try sink.send(key: Array(event.hem.utf8), value: bytes, headers: Self.headers(event), tag: tag, toDLQ: false) {
+            delivered(tag: tag, error: nil)
         }
     }
 

@@ -6,6 +6,8 @@ public struct StreamMetrics: Sendable {
     let recordsRead = Counter(label: "hemstream_stream_records_read_total")
     let noOps = Gauge(label: "hemstream_stream_noop_modifies")
     let deadLettered = Counter(label: "hemstream_stream_dead_letter_records_total")
+    /// Events stopped by the PII guard (an email-shaped value in a public field).
+    let piiBlocked = Counter(label: "hemstream_stream_pii_blocked_events_total")
     let gaps = Counter(label: "hemstream_stream_gaps_total")
     let getRecordsCalls = Counter(label: "hemstream_stream_getrecords_calls_total")
     let getRecordsThrottled = Counter(label: "hemstream_stream_getrecords_throttled_total")

@@ -203,6 +203,23 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
         assertNoEmail(reader.stderr, lines.map { $0.serialized() }.joined())
     }
 
+    /// A public field that carries an address (bad data upstream) would put it in the event's
+    /// diff: the PII guard stops that event, says where by position only, and the shard moves on.
+    func testEventHoldingAnAddress_isStoppedByThePIIGuard_andNamedByPositionOnly() throws {
+        let shard = ScriptedStreamsServer.shardID(1)
+        streams.addShard(id: shard, records: [
+            Self.modify(0, "a", "b"), Self.modify(1, "a", "leaked.person@example.invalid"), Self.modify(2, "a", "b"),
+        ])
+        let reader = try start()
+        waitFor("the two clean events", reader) { reader.lines.count >= 2 }
+        waitFor("the guard's line", reader) { reader.stderr.contains("email-shaped") }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        XCTAssertEqual(reader.lines.compactMap { $0["subject"]?.stringValue }, [Self.hem(0), Self.hem(2)])
+        XCTAssertTrue(reader.stderr.contains(shard), reader.stderr)
+        assertNoEmail(reader.stderr, reader.stdoutText)
+    }
+
     /// Two replicas split six shards three and three, and a SIGTERM hands one's shards to the other.
     func testTwoReplicas_splitTheShards_andHandOverOnSigterm() throws {
         for r in 0..<6 { streams.addShard(id: ScriptedStreamsServer.shardID(r), records: [Self.modify(r, "a", "b")]) }
