@@ -62,6 +62,10 @@ let package = Package(
                 "CRdKafka", "JSON",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The `publish` pipeline: NDJSON lines read, validated (Events), produced (Kafka), reported by line.
+        .target(
+            name: "Publish",
+            dependencies: ["Events", "JSON", "Kafka"]),
         .target(
             name: "Stream",
             dependencies: [
@@ -87,7 +91,7 @@ let package = Package(
             name: "hemstream",
             dependencies: [
                 "JSON", "AWSWire", "Table", "Export", "Loader", "Events", "Kafka", "Schemas", "Stream",
-                "Observability",
+                "Publish", "Observability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,7 +107,8 @@ let package = Package(
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "Export", "AWSWire", "JSON", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Schemas", "JSON", "TestSupport"]),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport", "JSON", "AWSWire"]),
-        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "CRdKafka", "Events", "JSON", "TestSupport"]),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "CRdKafka", "Events", "JSON", "Publish", "TestSupport"]),
+        .testTarget(name: "PublishTests", dependencies: ["Publish", "Kafka", "CRdKafka", "Events", "TestSupport"]),
         .testTarget(
             name: "ObservabilityTests",
             dependencies: [

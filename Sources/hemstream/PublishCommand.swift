@@ -4,6 +4,7 @@ import Events
 import Foundation
 import JSON
 import Kafka
+import Publish
 
 struct PublishCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

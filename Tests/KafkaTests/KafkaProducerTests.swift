@@ -2,6 +2,7 @@ import Events
 import Foundation
 import JSON
 import Kafka
+import Publish
 import Synchronization
 import TestSupport
 import XCTest

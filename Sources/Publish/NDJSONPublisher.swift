@@ -1,5 +1,7 @@
+import Events
 import Foundation
 import JSON
+import Kafka
 import Synchronization
 
 /// Publishes change events from NDJSON sources (files, or `-` for stdin) to one topic: each line

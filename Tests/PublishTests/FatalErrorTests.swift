@@ -1,6 +1,7 @@
 import CRdKafka
 import Events
 import Foundation
+import Publish
 import Synchronization
 import TestSupport
 import XCTest

@@ -1,6 +1,5 @@
 import Events
 import JSON
-import Kafka
 import TestSupport
 import XCTest
 
