@@ -254,7 +254,11 @@ public final class NDJSONPublisher: Sendable {
         job.bytes.withUnsafeBufferPointer { all in
             for line in job.lines {
                 let bytes = UnsafeBufferPointer(rebasing: all[line.range])
-                if let fields = scanner?.scan(bytes) {
+                // The PII guard first: a line holding an email-shaped string never reaches Kafka,
+                // and the rejection names the line, never the value.
+                if PIIGuard.containsEmailAddress(bytes) {
+                    items.append(.rejected("holds an email-shaped value (PII is never published)", line.tag))
+                } else if let fields = scanner?.scan(bytes) {
                     items.append(.fast(line.range, fields, line.tag))
                 } else {
                     items.append(prepare(Array(bytes), tag: line.tag))

@@ -144,6 +144,30 @@ final class PublishTests: XCTestCase {
         XCTAssertEqual(try mock.consume("t", format: "x\n").count, 2)
     }
 
+    /// A schema-valid event that carries an address (in a public change's before/after) is
+    /// rejected by the PII guard, by line, without the value; the others are published.
+    func testPublish_eventCarryingAnAddress_isRejectedByLine_andNeverReachesKafka() throws {
+        let mock = try KafkaMockProcess(["--topic", "t:1"])
+        let address = "kim.roe@example.invalid"
+        // Schema-valid: one more public change, whose `after` is an address.
+        var event = try JSON.parse(EventFixtures.event(3, key: 3).line)
+        if case .object(var root) = event, case .object(var data) = root["data"]!, case .array(var changes) = data["changes"]! {
+            changes.append(["field": "source", "op": "modified", "class": "public", "before": "crm", "after": .string(address)])
+            data["changes"] = .array(changes)
+            root["data"] = .object(data)
+            event = .object(root)
+        }
+        let input = [EventFixtures.event(1, key: 1).line, event.serialized(), EventFixtures.event(2, key: 2).line]
+        let r = try Hemstream.run(["publish", "--brokers", mock.brokers, "--topic", "t"], stdin: input.joined(separator: "\n"))
+        XCTAssertEqual(r.exitCode, 2, r.stderr)
+        XCTAssertEqual(try summary(r.stdout), ["read": 3, "published": 2, "rejected": 1, "failed": 0, "interrupted": false])
+        XCTAssertTrue(r.stderr.contains("stdin:2: rejected: holds an email-shaped value"), r.stderr)
+        XCTAssertFalse(r.stderr.contains(address) || r.stdout.contains(address), "the address is never echoed")
+        let published = try mock.consume("t", format: "%s\n")
+        XCTAssertEqual(published.count, 2)
+        XCTAssertFalse(published.joined().contains("@"), "nothing email-shaped reached Kafka")
+    }
+
     func testKafkaMock_printsBootstrapFirstServesTopicsAndStopsOnSIGTERM() throws {
         let mock = try KafkaMockProcess(["--brokers", "3", "--topic", "a:4", "--topic", "b"])
         XCTAssertEqual(mock.brokers.split(separator: ",").count, 3, mock.brokers)

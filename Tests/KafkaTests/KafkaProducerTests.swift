@@ -54,15 +54,18 @@ final class KafkaProducerTests: XCTestCase {
         var invalid = try JSON.parse(EventFixtures.event(2, key: 2).line)
         if case .object(var members) = invalid {
             members["type"] = "hem.exploded"
-            if case .object(var data)? = members["data"] {
-                data["email"] = "someone@example.invalid"
-                members["data"] = .object(data)
-            }
             invalid = .object(members)
+        }
+        // Schema-valid but for an address in a member: the PII guard rejects it before the schema.
+        var carrying = try JSON.parse(EventFixtures.event(2, key: 2).line)
+        if case .object(var members) = carrying, case .object(var data)? = members["data"] {
+            data["email"] = "someone@example.invalid"
+            members["data"] = .object(data)
+            carrying = .object(members)
         }
         let lines = [
             EventFixtures.event(0, key: 0).line, "not json at all", "", EventFixtures.event(1, key: 1).line,
-            invalid.serialized(), "{\"specversion\":\"1.0\"",
+            invalid.serialized(), "{\"specversion\":\"1.0\"", carrying.serialized(),
         ]
         let file = try TemporaryFile(name: "mixed.ndjson", contents: Data(lines.joined(separator: "\n").utf8))
         let schema = try ChangeEventSchema.load()
@@ -72,13 +75,14 @@ final class KafkaProducerTests: XCTestCase {
             validate: { schema.validate($0) }, report: { line in reports.withLock { $0.append(line) } })
         let summary = publisher.run(flushTimeout: .seconds(30))
 
-        XCTAssertEqual(summary, .init(read: 5, published: 2, rejected: 3, failed: 0))
+        XCTAssertEqual(summary, .init(read: 6, published: 2, rejected: 4, failed: 0))
         let lines2 = reports.withLock { $0 }
-        XCTAssertEqual(lines2.count, 3)
+        XCTAssertEqual(lines2.count, 4)
         XCTAssertTrue(lines2[0].hasPrefix("\(file.path):2: rejected: not JSON"), lines2[0])
         XCTAssertTrue(lines2[1].hasPrefix("\(file.path):5: rejected: "), lines2[1])
         XCTAssertTrue(lines2[1].contains("type"), lines2[1])
         XCTAssertTrue(lines2[2].hasPrefix("\(file.path):6: rejected: not JSON"), lines2[2])
+        XCTAssertTrue(lines2[3].hasPrefix("\(file.path):7: rejected: holds an email-shaped value"), lines2[3])
         XCTAssertFalse(lines2.joined().contains("@example.invalid"), "no email in reports")
         XCTAssertEqual(try KafkaTopicReader.readAll(brokers: cluster.bootstrapServers, topic: "events").count, 2)
     }
