@@ -197,6 +197,7 @@ public final class EventPipeline: Sendable {
     /// A gap event (records trimmed before they were read), sent like any other event; it holds
     /// no record of the shard, so it is flushed before the shard's checkpoint moves past the gap.
     public func sendGap(_ event: JSON, hem: String) throws {
+        metrics.events(type: "stream.gap")
         let tag = state.withLock { s in Self.enqueue(&s, positions: []) }
         let headers = [
             KafkaHeader("content-type", "application/cloudevents+json"), KafkaHeader("ce_specversion", "1.0"),

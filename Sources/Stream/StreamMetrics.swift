@@ -22,12 +22,23 @@ public struct StreamMetrics: Sendable {
 
     public init() {}
 
+    /// One counter per event type, made once (making one per event cost a factory lookup each).
+    let eventCounters: [String: Counter] = Dictionary(
+        uniqueKeysWithValues: [
+            "hem.created", "hem.deleted", "hem.resolved", "hem.reassigned", "hem.unresolved", "hem.updated", "stream.gap",
+        ].map { ($0, Counter(label: "hemstream_stream_events_total", dimensions: [("type", $0)])) })
+    let moveCounters: [String: Counter] = Dictionary(
+        uniqueKeysWithValues: ["index", "record"].map {
+            ($0, Counter(label: "hemstream_stream_moves_classified_total", dimensions: [("path", $0)]))
+        })
+
     func events(type: String) {
-        Counter(label: "hemstream_stream_events_total", dimensions: [("type", type)]).increment()
+        (eventCounters[type] ?? Counter(label: "hemstream_stream_events_total", dimensions: [("type", type)])).increment()
     }
 
     func movesClassified(by path: String) {
-        Counter(label: "hemstream_stream_moves_classified_total", dimensions: [("path", path)]).increment()
+        (moveCounters[path] ?? Counter(label: "hemstream_stream_moves_classified_total", dimensions: [("path", path)]))
+            .increment()
     }
 
     /// How far behind the shard's events are: now − ApproximateCreationDateTime (whole seconds,
