@@ -101,9 +101,9 @@ public struct AWSConfiguration: Sendable {
             throw AWSError.configuration(
                 "no AWS region configured: pass --region, set AWS_REGION, or set region in profile '\(files.profile)'")
         }
-        if !knownRegions.contains(chosen) && overrides.isEmpty {
+        if !isWellFormedRegion(chosen) && overrides.isEmpty {
             throw AWSError.configuration(
-                "unknown AWS region '\(chosen)': use a region such as us-east-1, or set AWS_ENDPOINT_URL for a local endpoint")
+                "malformed AWS region '\(chosen)': expected a name such as us-east-1, or set AWS_ENDPOINT_URL for a local endpoint")
         }
         let chain = CredentialChain(environment: environment, files: files)
         var configuration = AWSConfiguration(region: chosen, endpointOverrides: overrides, credentials: chain)
@@ -141,22 +141,16 @@ public struct AWSConfiguration: Sendable {
         return url
     }
 
-    /// AWS's public regions (commercial, China, GovCloud). An endpoint override lifts the check.
-    public static let knownRegions: Set<String> = [
-        "us-east-1", "us-east-2", "us-west-1", "us-west-2",
-        "af-south-1",
-        "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2",
-        "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
-        "ap-southeast-6", "ap-southeast-7",
-        "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
-        "ca-central-1", "ca-west-1",
-        "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3",
-        "eu-north-1", "eu-south-1", "eu-south-2",
-        "il-central-1", "me-south-1", "me-central-1", "mx-central-1",
-        "sa-east-1",
-        "us-gov-east-1", "us-gov-west-1",
-        "cn-north-1", "cn-northwest-1",
-    ]
+    /// A region name as AWS forms them (`us-east-1`, `us-gov-west-1`, `ap-southeast-7`): two
+    /// letters, one or more lowercase words, a number. Any such name is accepted, so regions AWS
+    /// adds later work without a new release; an endpoint override lifts the check.
+    public static func isWellFormedRegion(_ name: String) -> Bool {
+        let parts = name.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 3, let first = parts.first, let last = parts.last else { return false }
+        func letters(_ s: Substring) -> Bool { !s.isEmpty && s.allSatisfy { $0 >= "a" && $0 <= "z" } }
+        return first.count == 2 && letters(first) && parts.dropFirst().dropLast().allSatisfy(letters)
+            && !last.isEmpty && last.count <= 2 && last.allSatisfy { $0 >= "0" && $0 <= "9" }
+    }
 }
 
 func nonEmpty(_ value: String?) -> String? {

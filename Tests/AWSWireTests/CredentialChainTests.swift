@@ -217,3 +217,25 @@ final class CredentialChainTests: XCTestCase {
         }
     }
 }
+
+final class RegionNameTests: XCTestCase {
+    func testRegion_anyWellFormedName_isAccepted_soNewRegionsNeedNoRelease() throws {
+        for region in ["us-east-1", "us-gov-west-1", "cn-northwest-1", "ap-southeast-7", "mx-central-1", "zz-newplace-9"] {
+            let c = try AWSConfiguration.resolve(environment: ["AWS_REGION": region, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
+            XCTAssertEqual(c.region, region)
+            XCTAssertEqual(c.endpoint(for: .dynamoDB), "https://dynamodb.\(region).amazonaws.com" + (region.hasPrefix("cn-") ? ".cn" : ""))
+        }
+    }
+
+    func testRegion_malformedName_isAConfigurationErrorNamingIt() {
+        for region in ["useast1", "US-EAST-1", "us-east", "us-east-one", "u-east-1", "us--1", "us-east-1/x"] {
+            XCTAssertThrowsError(
+                try AWSConfiguration.resolve(environment: ["AWS_REGION": region, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
+            ) { error in
+                let e = error as? AWSError
+                XCTAssertEqual(e?.kind, .configuration, region)
+                XCTAssertTrue(e?.message.contains("malformed AWS region '\(region)'") == true, "\(error)")
+            }
+        }
+    }
+}
