@@ -213,6 +213,7 @@ public final class EventPipeline: Sendable {
         state.withLock { s in
             s.inFlight -= 1
             if let error {
+                metrics.deliveryFailures.increment()
                 if s.fatal == nil { s.fatal = error }
                 return  // its records stay outstanding: the checkpoint never passes them
             }

@@ -48,6 +48,14 @@ public struct StreamMetrics: Sendable {
         Gauge(label: "hemstream_stream_iterator_age_seconds", dimensions: [("shard", shard)]).record(seconds)
     }
 
+    /// A shard this replica no longer reads (lost, finished, handed over, released): its lag
+    /// series stop claiming a frozen age (0 behind, a full day before trim), so a max() over
+    /// replicas shows the reader that has it now.
+    func notReading(shard: String) {
+        iteratorAge(shard: shard, seconds: 0)
+        timeLeftBeforeTrim(shard: shard, seconds: 86_400)
+    }
+
     /// 24 h − age of the oldest record not yet read: how long before the stream trims it.
     func timeLeftBeforeTrim(shard: String, seconds: Double) {
         Gauge(label: "hemstream_stream_time_left_before_trim_seconds", dimensions: [("shard", shard)]).record(seconds)

@@ -234,6 +234,7 @@ public final class StreamWorker: Sendable {
         }
         task?.cancel()
         pipeline.forget(shardID: shard)
+        metrics.notReading(shard: shard)
         metrics.leasesLost.increment()
         metrics.leasesHeld.record(Double(ownedShards.count))
         logger.warning("lease lost; stopped reading the shard", metadata: ["shard": "\(shard)", "why": "\(why)"])
@@ -255,6 +256,7 @@ public final class StreamWorker: Sendable {
                 $0.lastScan = .distantPast  // look for the children at once
             }
             pipeline.forget(shardID: shard)
+            metrics.notReading(shard: shard)
             metrics.leasesHeld.record(Double(ownedShards.count))
             logger.info("shard finished", metadata: ["shard": "\(shard)"])
         }
@@ -406,6 +408,7 @@ public final class StreamWorker: Sendable {
             _ = try await leases.release(shardID: shard, owner: options.workerID, counter: now.counter)
             state.withLock { $0.owned[shard] = nil }
             pipeline.forget(shardID: shard)
+            metrics.notReading(shard: shard)
             metrics.leasesHeld.record(Double(ownedShards.count))
             logger.info("lease handed over", metadata: ["shard": "\(shard)"])
         }
@@ -619,6 +622,7 @@ public final class StreamWorker: Sendable {
         if graceful {
             let owned = state.withLock { $0.owned.filter { !$0.value.lost }.map { ($0.key, $0.value.counter) } }
             for (shard, counter) in owned {
+                metrics.notReading(shard: shard)
                 do {
                     _ = try await leases.release(shardID: shard, owner: options.workerID, counter: counter)
                 } catch {
