@@ -105,7 +105,9 @@ public struct AWSConfiguration: Sendable {
             throw AWSError.configuration(
                 "malformed AWS region '\(chosen)': expected a name such as us-east-1, or set AWS_ENDPOINT_URL for a local endpoint")
         }
-        let chain = CredentialChain(environment: environment, files: files)
+        let chain = CredentialChain(
+            environment: environment, files: files,
+            stsEndpoint: overrides[.sts] ?? AWSService.sts.defaultEndpoint(region: chosen))
         var configuration = AWSConfiguration(region: chosen, endpointOverrides: overrides, credentials: chain)
         if let t = environment["HEMSTREAM_AWS_CONNECT_TIMEOUT"].flatMap(Double.init) { configuration.connectTimeout = t }
         if let t = environment["HEMSTREAM_AWS_REQUEST_TIMEOUT"].flatMap(Double.init) { configuration.requestTimeout = t }

@@ -17,20 +17,24 @@ public struct AWSCredentials: Sendable, Equatable {
     }
 }
 
-/// The SDKs' default credential chain, in their order: environment variables, the shared
-/// profile, container credentials (ECS/EKS), EC2 instance metadata (IMDSv2). The first
+/// The SDKs' default credential chain, in their order: environment variables, web identity
+/// (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`: EKS IRSA, through STS
+/// AssumeRoleWithWebIdentity), the shared profile, container credentials (ECS/EKS Pod
+/// Identity), EC2 instance metadata (IMDSv2). The first
 /// source that yields credentials is kept; temporary credentials are refreshed five
 /// minutes before they expire.
 public final class CredentialChain: Sendable {
     enum Source: Sendable {
         case fixed(AWSCredentials, String)
         case container(url: String, token: String?, tokenFile: String?)
+        case webIdentity(roleARN: String, tokenFile: String, sessionName: String, stsEndpoint: String)
         case instanceMetadata(endpoint: String)
 
         var name: String {
             switch self {
             case .fixed(_, let name): return name
             case .container: return "container credentials"
+            case .webIdentity: return "web identity"
             case .instanceMetadata: return "EC2 instance metadata"
             }
         }
@@ -50,11 +54,19 @@ public final class CredentialChain: Sendable {
         notes = []
     }
 
-    init(environment: [String: String], files: ProfileFiles) {
+    init(environment: [String: String], files: ProfileFiles, stsEndpoint: String = "https://sts.amazonaws.com") {
         var sources: [Source] = []
         var notes: [String] = []
         if let id = nonEmpty(environment["AWS_ACCESS_KEY_ID"]), let secret = nonEmpty(environment["AWS_SECRET_ACCESS_KEY"]) {
             sources.append(.fixed(AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: nonEmpty(environment["AWS_SESSION_TOKEN"])), "environment"))
+        }
+        if let tokenFile = nonEmpty(environment["AWS_WEB_IDENTITY_TOKEN_FILE"]) {
+            if let role = nonEmpty(environment["AWS_ROLE_ARN"]) {
+                let session = nonEmpty(environment["AWS_ROLE_SESSION_NAME"]) ?? "hemstream-\(Int(Date().timeIntervalSince1970))"
+                sources.append(.webIdentity(roleARN: role, tokenFile: tokenFile, sessionName: session, stsEndpoint: stsEndpoint))
+            } else {
+                notes.append("AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN")
+            }
         }
         if let id = files.profileValue("aws_access_key_id"), let secret = files.profileValue("aws_secret_access_key") {
             sources.append(.fixed(AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: files.profileValue("aws_session_token")), "profile '\(files.profile)'"))
@@ -110,7 +122,7 @@ public final class CredentialChain: Sendable {
         }
         let detail = failures.isEmpty ? "" : " (" + failures.joined(separator: "; ") + ")"
         throw AWSError.credentials(
-            "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a container or instance role\(detail)")
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, or run with a container or instance role\(detail)")
     }
 
     static func fetch(_ source: Source) async throws -> AWSCredentials? {
@@ -129,6 +141,32 @@ public final class CredentialChain: Sendable {
             if let authorization { headers.append(("Authorization", authorization)) }
             let response = try await metadataCall("GET", url, headers: headers, what: "container credentials")
             return try parseCredentialDocument(response.body, what: "container credentials at \(endpointOf(url))")
+        case .webIdentity(let role, let tokenFile, let session, let endpoint):
+            // The token file is read on every fetch: EKS rotates it.
+            guard let data = FileManager.default.contents(atPath: tokenFile) else {
+                throw AWSError.credentials("cannot read AWS_WEB_IDENTITY_TOKEN_FILE \(tokenFile)")
+            }
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let form = [
+                ("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", role),
+                ("RoleSessionName", session), ("WebIdentityToken", token),
+            ].map { SigV4Signer.uriEncode($0.0, keepSlash: false) + "=" + SigV4Signer.uriEncode($0.1, keepSlash: false) }
+                .joined(separator: "&")
+            var base = endpoint
+            while base.hasSuffix("/") { base.removeLast() }
+            // Unsigned: the token is the proof.
+            let response = try await metadataCall(
+                "POST", base + "/", headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+                body: Array(form.utf8), what: "STS AssumeRoleWithWebIdentity", timeout: 10)
+            let xml = String(decoding: response.body, as: UTF8.self)
+            guard let id = XMLText.firstValue(of: "AccessKeyId", in: xml),
+                let secret = XMLText.firstValue(of: "SecretAccessKey", in: xml)
+            else {
+                throw AWSError.credentials("STS AssumeRoleWithWebIdentity at \(endpointOf(endpoint)): answer holds no credentials")
+            }
+            return AWSCredentials(
+                accessKeyID: id, secretAccessKey: secret, sessionToken: XMLText.firstValue(of: "SessionToken", in: xml),
+                expiration: XMLText.firstValue(of: "Expiration", in: xml).flatMap(parseISO8601))
         case .instanceMetadata(let endpoint):
             // IMDSv2: a session token first, then the role name, then that role's credentials.
             let tokenResponse: HTTPResponse
@@ -153,8 +191,10 @@ public final class CredentialChain: Sendable {
         }
     }
 
-    static func metadataCall(_ method: String, _ url: String, headers: [(String, String)], what: String) async throws -> HTTPResponse {
-        let request = HTTPRequest(method: method, url: url, headers: headers, body: [], connectTimeout: 1, timeout: 5)
+    static func metadataCall(
+        _ method: String, _ url: String, headers: [(String, String)], body: [UInt8] = [], what: String, timeout: Double = 5
+    ) async throws -> HTTPResponse {
+        let request = HTTPRequest(method: method, url: url, headers: headers, body: body, connectTimeout: 1, timeout: timeout)
         let response: HTTPResponse
         switch await CurlThreadPool.shared.perform(request) {
         case .success(let r):
@@ -165,7 +205,9 @@ public final class CredentialChain: Sendable {
             throw e
         }
         guard (200..<300).contains(response.status) else {
-            throw AWSError(kind: .credentials, message: "\(what) request to \(endpointOf(url)) answered HTTP \(response.status)", httpStatus: response.status)
+            // An AWS error code (e.g. InvalidIdentityToken), never the body's message, which can echo input.
+            let code = XMLText.firstValue(of: "Code", in: String(decoding: response.body, as: UTF8.self)).map { " (\($0))" } ?? ""
+            throw AWSError(kind: .credentials, message: "\(what) request to \(endpointOf(url)) answered HTTP \(response.status)\(code)", httpStatus: response.status)
         }
         return response
     }

@@ -218,6 +218,91 @@ final class CredentialChainTests: XCTestCase {
     }
 }
 
+/// IRSA on EKS: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN → STS AssumeRoleWithWebIdentity.
+final class WebIdentityTests: XCTestCase {
+    static func stsAnswer(_ id: String, expiresIn seconds: TimeInterval) -> String {
+        let expiry = ISO8601DateFormatter().string(from: Date().addingTimeInterval(seconds))
+        return """
+            <AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+              <AssumeRoleWithWebIdentityResult><Credentials>
+                <AccessKeyId>\(id)</AccessKeyId><SecretAccessKey>\(id)-secret</SecretAccessKey>
+                <SessionToken>\(id)-token</SessionToken><Expiration>\(expiry)</Expiration>
+              </Credentials></AssumeRoleWithWebIdentityResult>
+            </AssumeRoleWithWebIdentityResponse>
+            """
+    }
+
+    func environment(sts: String, tokenFile: String) -> [String: String] {
+        [
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_STS": sts, "AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile,
+            "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/hemstream-stream", "AWS_ROLE_SESSION_NAME": "pod-a",
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        ]
+    }
+
+    func testWebIdentity_assumesTheRoleWithTheTokenFromTheFile_andRefreshesBeforeExpiry_rereadingTheToken() async throws {
+        let server = try ScriptedHTTPServer(responses: [
+            .xml(200, Self.stsAnswer("ASIAFIRST", expiresIn: 60)), .xml(200, Self.stsAnswer("ASIASECOND", expiresIn: 3600)),
+        ])
+        defer { server.stop() }
+        let token = try TemporaryFile(name: "token", contents: Data("eyJ.first.token\n".utf8))
+        let chain = try AWSConfiguration.resolve(environment: environment(sts: server.endpoint, tokenFile: token.path)).credentials
+        let first = try await chain.credentials()
+        XCTAssertEqual(first.accessKeyID, "ASIAFIRST")
+        XCTAssertEqual(first.sessionToken, "ASIAFIRST-token")
+        let sourceName = await chain.currentSourceName()
+        XCTAssertEqual(sourceName, "web identity")
+        let form = server.requests[0].bodyText
+        XCTAssertEqual(server.requests[0].method, "POST")
+        for field in [
+            "Action=AssumeRoleWithWebIdentity", "Version=2011-06-15", "RoleSessionName=pod-a",
+            "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fhemstream-stream", "WebIdentityToken=eyJ.first.token",
+        ] {
+            XCTAssertTrue(form.split(separator: "&").contains(Substring(field)), "\(field) in \(form)")
+        }
+        XCTAssertNil(server.requests[0].header("Authorization"), "the token is the proof: the call is not signed")
+
+        // Within five minutes of expiry the role is assumed again, with the token as it is now.
+        try Data("eyJ.rotated.token".utf8).write(to: token.url)
+        let second = try await chain.credentials()
+        XCTAssertEqual(second.accessKeyID, "ASIASECOND")
+        XCTAssertTrue(server.requests[1].bodyText.contains("WebIdentityToken=eyJ.rotated.token"))
+        XCTAssertEqual(server.requestCount, 2)
+    }
+
+    func testWebIdentity_refusedBySTS_namesTheCodeNotTheToken() async throws {
+        let server = try ScriptedHTTPServer(responses: [
+            .xml(403, "<ErrorResponse><Error><Code>InvalidIdentityToken</Code><Message>token eyJ.secret.x is bad</Message></Error></ErrorResponse>")
+        ])
+        defer { server.stop() }
+        let token = try TemporaryFile(name: "token", contents: Data("eyJ.secret.x".utf8))
+        let chain = try AWSConfiguration.resolve(environment: environment(sts: server.endpoint, tokenFile: token.path)).credentials
+        do {
+            _ = try await chain.credentials()
+            XCTFail("credentials without a valid token")
+        } catch let error as AWSError {
+            XCTAssertEqual(error.kind, .credentials)
+            XCTAssertTrue(error.message.contains("web identity") && error.message.contains("InvalidIdentityToken"), error.message)
+            XCTAssertFalse(error.description.contains("eyJ.secret.x"), "the token never appears in an error")
+        }
+    }
+
+    func testWebIdentity_againstMotoSTS_givesTemporaryCredentialsThatSignCalls() async throws {
+        let moto = try MotoServer.sharedEndpoint()
+        let token = try TemporaryFile(name: "token", contents: Data("eyJ.moto.token".utf8))
+        var env = environment(sts: moto, tokenFile: token.path)
+        env["AWS_ENDPOINT_URL_DYNAMODB"] = moto
+        let configuration = try AWSConfiguration.resolve(environment: env)
+        let credentials = try await configuration.credentials.credentials()
+        XCTAssertFalse(credentials.accessKeyID.isEmpty)
+        XCTAssertNotNil(credentials.sessionToken)
+        XCTAssertGreaterThan(credentials.expiration ?? .distantPast, Date())
+        // The credentials sign a real call.
+        let tables = try await AWSClient(configuration: configuration).dynamoDB("ListTables", [:])
+        XCTAssertNotNil(tables["TableNames"]?.arrayValue)
+    }
+}
+
 final class RegionNameTests: XCTestCase {
     func testRegion_anyWellFormedName_isAccepted_soNewRegionsNeedNoRelease() throws {
         for region in ["us-east-1", "us-gov-west-1", "cn-northwest-1", "ap-southeast-7", "mx-central-1", "zz-newplace-9"] {
