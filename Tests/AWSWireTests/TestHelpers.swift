@@ -46,12 +46,3 @@ func uniqueName(_ prefix: String) -> String {
     prefix + "-" + UUID().uuidString.lowercased().prefix(8)
 }
 
-/// Runs an async throwing expression and returns its error (or nil).
-func captureError<T>(_ body: () async throws -> T) async -> Error? {
-    do {
-        _ = try await body()
-        return nil
-    } catch {
-        return error
-    }
-}

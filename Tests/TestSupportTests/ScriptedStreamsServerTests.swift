@@ -412,14 +412,6 @@ final class ScriptedStreamsServerTests: XCTestCase {
         XCTAssertEqual(error?.kind, .transport)
     }
 
-    func captureError<T>(_ body: () async throws -> T) async -> Error? {
-        do {
-            _ = try await body()
-            return nil
-        } catch {
-            return error
-        }
-    }
 
     func testRecordHelper_buildsARealisticNewAndOldImagesRecord() throws {
         let time = Date(timeIntervalSince1970: 1_767_225_600.75)
