@@ -190,6 +190,20 @@ public struct LeaseTable: Sendable {
             ])
     }
 
+    /// Deletes a finished lease (checkpoint SHARD_END) whose shard is gone from the stream, so
+    /// the table does not grow forever; a lease not at SHARD_END is never deleted.
+    @discardableResult
+    public func deleteFinished(shardID: String) async throws -> Bool {
+        try await conditional(
+            "DeleteItem",
+            [
+                "TableName": .string(name), "Key": key(shardID),
+                "ConditionExpression": "#cp = :end",
+                "ExpressionAttributeNames": ["#cp": "checkpoint"],
+                "ExpressionAttributeValues": [":end": ["S": .string(Lease.shardEnd)]],
+            ])
+    }
+
     func key(_ shardID: String) -> JSON { ["shard_id": ["S": .string(shardID)]] }
 
     /// A conditional write: true when written, false when its condition failed.

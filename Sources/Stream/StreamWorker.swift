@@ -289,6 +289,14 @@ public final class StreamWorker: Sendable {
             if fresh && options.startAtLatest { checkpoint = s.isClosed ? Lease.shardEnd : Lease.latest }
             try await leases.create(shardID: s.id, parents: s.parentID.map { [$0] } ?? [], checkpoint: checkpoint)
         }
+        // Shards read to their end and since trimmed from the stream (24 h on) need no lease:
+        // their children count a missing parent as finished.
+        let listed = Set(shards.map(\.id))
+        for l in existing where l.isFinished && !listed.contains(l.shardID) {
+            if try await leases.deleteFinished(shardID: l.shardID) {
+                logger.info("lease of a trimmed shard deleted", metadata: ["shard": "\(l.shardID)"])
+            }
+        }
         state.withLock {
             $0.discoverNow = false
             $0.lastDiscovery = Date()

@@ -46,6 +46,8 @@ struct StreamCommand: AsyncParsableCommand {
     var onGap = "continue"
     @Option(help: "Seconds without renewal after which another replica takes a lease.") var leaseDuration: Double = 10
     @Option(help: "Seconds between checkpoint rounds.") var checkpointInterval: Double = 1
+    @Option(help: "Seconds between full shard listings (a finished shard's children are looked up at once).")
+    var discoveryInterval: Double = 60
     @Option(help: "Seconds a move's halves without previous_vup_id wait for each other.") var pairWindow: Double = 30
     @Option(help: "Seconds a REMOVE's hem-index lookup allows the index to catch up.") var indexGrace: Double = 2
     @Option(help: "Seconds to deliver, checkpoint and release on SIGTERM.") var shutdownTimeout: Double = 30
@@ -61,7 +63,7 @@ struct StreamCommand: AsyncParsableCommand {
         guard ["kafka", "stdout"].contains(sink) else { throw ValidationError("--sink: kafka or stdout") }
         guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format: text or json") }
         if let p = metricsPort, !(0...65535).contains(p) { throw ValidationError("--metrics-port: 0-65535") }
-        guard leaseDuration >= 1, checkpointInterval > 0, shutdownTimeout > 0, pairWindow >= 0 else {
+        guard leaseDuration >= 1, checkpointInterval > 0, shutdownTimeout > 0, pairWindow >= 0, discoveryInterval >= 1 else {
             throw ValidationError("--lease-duration ≥ 1; intervals and timeouts must be positive")
         }
         if sink == "kafka" && kafka.brokers == nil && kafka.kafkaConfig == nil {
@@ -117,6 +119,7 @@ struct StreamCommand: AsyncParsableCommand {
         options.haltOnGap = onGap == "halt"
         options.leaseDuration = leaseDuration
         options.tick = checkpointInterval
+        options.discoveryInterval = discoveryInterval
         let worker = StreamWorker(
             options: options, client: client, pipeline: pipeline, metrics: metrics, resolverGrace: indexGrace,
             logger: logger)

@@ -176,6 +176,30 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
         XCTAssertTrue(reader.stderr.contains("trimmed") && reader.stderr.contains(shard), reader.stderr)
     }
 
+    /// A shard read to its end and then trimmed from the stream loses its lease at the next
+    /// listing; a shard not at SHARD_END keeps its lease whatever the stream says.
+    func testFinishedShardTrimmedFromTheStream_hasItsLeaseDeleted() throws {
+        let done = ScriptedStreamsServer.shardID(1), open = ScriptedStreamsServer.shardID(2)
+        streams.addShard(id: done, records: [Self.modify(1, "a", "b")])
+        streams.close(shard: done)
+        streams.addShard(id: open, records: [Self.modify(2, "a", "b")])
+        let reader = try start(["--discovery-interval", "1"])
+        func leases() -> [String: String] {
+            var out: [String: String] = [:]
+            for l in (try? leaseItems()) ?? [] {
+                if let id = l["shard_id"]?["S"]?.stringValue { out[id] = l["checkpoint"]?["S"]?.stringValue ?? "-" }
+            }
+            return out
+        }
+        waitFor("the closed shard checkpointed at its end", reader) { leases()[done] == "SHARD_END" }
+        streams.removeShard(done)
+        waitFor("its lease deleted", reader) { leases()[done] == nil }
+        XCTAssertNotNil(leases()[open], "the open shard keeps its lease")
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        XCTAssertEqual(reader.lines.count, 2)
+    }
+
     /// A record the detector cannot read goes to the dead-letter output with its position, keys
     /// and reason (never its images), and the shard moves on.
     func testPoisonRecord_goesToTheDeadLetters_andTheShardMovesOn() throws {
