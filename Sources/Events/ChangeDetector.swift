@@ -31,6 +31,8 @@ public struct StreamPosition: Sendable, Hashable {
 public struct ChangeEvent: Sendable {
     public var id: String, type: String, hem: String
     public var json: JSON
+    /// The stream records behind the event (also in `json`'s data.positions).
+    public var positions: [StreamPosition] = []
     public func encoded() -> [UInt8] { json.serializedBytes() }
 }
 
@@ -188,17 +190,17 @@ public struct ChangeDetector: Sendable {
     /// Settles the halves given to this detector before `readBefore` (wall clock): a reader's
     /// idle-shard settling, in pending order. O(pending); called about once a second.
     public mutating func settleHeld(readBefore: Date) -> [ChangeEvent] {
-        let due = pending.filter { $0.value.readAt < readBefore }.sorted { $0.value.time < $1.value.time }
-        return due.map { hem, p in
-            pending[hem] = nil
-            return settle(hem: hem, p)
-        }
+        settlePending { $0.readAt < readBefore }
     }
 
     /// Settles the halves read from one shard now (the shard is being handed to another replica).
     public mutating func flush(shardID: String) -> [ChangeEvent] {
-        let due = pending.filter { $0.value.position.shardID == shardID }.sorted { $0.value.time < $1.value.time }
-        return due.map { hem, p in
+        settlePending { $0.position.shardID == shardID }
+    }
+
+    /// Settles the pending halves that `due` picks, oldest record first.
+    mutating func settlePending(_ due: (Pending) -> Bool) -> [ChangeEvent] {
+        pending.filter { due($0.value) }.sorted { $0.value.time < $1.value.time }.map { hem, p in
             pending[hem] = nil
             return settle(hem: hem, p)
         }
@@ -305,7 +307,7 @@ public struct ChangeDetector: Sendable {
             "time": .string(Self.utcTimestamp(time)), "datacontenttype": "application/json",
             "dataschema": "https://schemas.hemstream.dev/events/change-event.v1.json", "data": .object(data),
         ]
-        return ChangeEvent(id: id, type: type, hem: hem, json: json)
+        return ChangeEvent(id: id, type: type, hem: hem, json: json, positions: positions)
     }
 
     static let hexDigits = Array("0123456789abcdef".utf8)

@@ -47,26 +47,22 @@ public final class EventPipeline: Sendable {
             guard let abs = index[seq] else { return }
             change(&entries[head + abs - base])
         }
-        /// Pops the settled prefix; returns the new safe checkpoint when it moved.
-        mutating func advance() -> String? {
-            var moved = false
+        /// Pops the settled prefix, moving `safe` to its last record.
+        mutating func advance() {
             while head < entries.count, entries[head].outstanding <= 0, entries[head].held <= 0 {
                 safe = entries[head].seq
                 index[entries[head].seq] = nil
                 head += 1
                 base += 1
-                moved = true
             }
             if head > 4096, head * 2 > entries.count {
                 entries.removeFirst(head)
                 head = 0
             }
-            return moved ? safe : nil
         }
         var isSettled: Bool { head == entries.count }
         /// Creation time of the oldest record not yet settled.
         var oldestUnsettled: Double? { head < entries.count ? entries[head].time : nil }
-        var count: Int { entries.count - head }
     }
 
     struct State {
@@ -119,7 +115,7 @@ public final class EventPipeline: Sendable {
                 do {
                     let outcome = try s.detector.ingestTracked(record, shardID: shardID, streamARN: streamARN)
                     s.ledgers[shardID]!.add(seq, held: outcome.held, time: time)
-                    for e in outcome.events { sends.append((e, nil, Self.enqueue(&s, positions: e.json.positions))) }
+                    for e in outcome.events { sends.append((e, nil, Self.enqueue(&s, positions: e.positions))) }
                 } catch {
                     s.ledgers[shardID]!.add(seq, held: false, time: time)
                     let dlq = Self.deadLetter(record, shardID: shardID, seq: seq, error: "\(error)")
@@ -154,25 +150,21 @@ public final class EventPipeline: Sendable {
     /// an idle shard settles too (record time alone would hold them until the next record, and
     /// old records replayed from history would not wait at all).
     public func settleIdle(now: Date) throws {
-        var sends: [(ChangeEvent, UInt64)] = []
-        state.withLock { s in
-            for e in s.detector.settleHeld(readBefore: now.addingTimeInterval(-s.detector.window)) { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
-            Self.release(&s, s.detector.drainReleased())
-        }
-        try sendAll(sends)
+        try settle { $0.settleHeld(readBefore: now.addingTimeInterval(-$0.window)) }
     }
 
     /// Settles every held half now (shutdown); with a shard, only that shard's (a handover).
     public func flushDetector(shardID: String? = nil) throws {
-        var sends: [(ChangeEvent, UInt64)] = []
-        state.withLock { s in
-            for e in shardID.map({ s.detector.flush(shardID: $0) }) ?? s.detector.flush() { sends.append((e, Self.enqueue(&s, positions: e.json.positions))) }
-            Self.release(&s, s.detector.drainReleased())
-        }
-        try sendAll(sends)
+        try settle { detector in shardID.map { detector.flush(shardID: $0) } ?? detector.flush() }
     }
 
-    func sendAll(_ sends: [(ChangeEvent, UInt64)]) throws {
+    /// Sends the events a settling of the detector gives, and releases the halves it settled.
+    func settle(_ settling: (inout ChangeDetector) -> [ChangeEvent]) throws {
+        let sends = state.withLock { s in
+            let sends = settling(&s.detector).map { ($0, Self.enqueue(&s, positions: $0.positions)) }
+            Self.release(&s, s.detector.drainReleased())
+            return sends
+        }
         let sink = self.sink
         for (event, tag) in sends { try emit(event, tag: tag, sink: sink) }
     }
@@ -183,13 +175,13 @@ public final class EventPipeline: Sendable {
         let bytes = event.encoded()
         if PIIGuard.containsEmailAddress(bytes) {
             metrics.piiBlocked.increment()
-            let where_ = event.json.positions.map { "shard \($0.shardID) record \($0.sequenceNumber)" }.joined(separator: ", ")
+            let where_ = event.positions.map { "shard \($0.shardID) record \($0.sequenceNumber)" }.joined(separator: ", ")
             report("a \(event.type) event (\(where_)) held an email-shaped value: not sent")
             delivered(tag: tag, error: nil)
             return
         }
         metrics.events(type: event.type)
-        if try sink.send(key: Array(event.hem.utf8), value: bytes, headers: Self.headers(event), tag: tag, toDLQ: false) {
+        if try sink.send(key: Array(event.hem.utf8), value: bytes, headers: Self.headers(id: event.id, type: event.type), tag: tag, toDLQ: false) {
             delivered(tag: tag, error: nil)
         }
     }
@@ -199,10 +191,7 @@ public final class EventPipeline: Sendable {
     public func sendGap(_ event: JSON, hem: String) throws {
         metrics.events(type: "stream.gap")
         let tag = state.withLock { s in Self.enqueue(&s, positions: []) }
-        let headers = [
-            KafkaHeader("content-type", "application/cloudevents+json"), KafkaHeader("ce_specversion", "1.0"),
-            KafkaHeader("ce_id", event["id"]?.stringValue ?? ""), KafkaHeader("ce_type", "stream.gap"),
-        ]
+        let headers = Self.headers(id: event["id"]?.stringValue ?? "", type: "stream.gap")
         if try sink.send(key: Array(hem.utf8), value: event.serializedBytes(), headers: headers, tag: tag, toDLQ: false) {
             delivered(tag: tag, error: nil)
         }
@@ -230,7 +219,7 @@ public final class EventPipeline: Sendable {
     /// gives it again, so a checkpoint write that failed is simply made again.
     public func safeCheckpoint(shardID: String) -> String? {
         state.withLock { s in
-            _ = s.ledgers[shardID]?.advance()
+            s.ledgers[shardID]?.advance()
             return s.ledgers[shardID]?.safe
         }
     }
@@ -238,7 +227,7 @@ public final class EventPipeline: Sendable {
     /// True when every record read from the shard is acknowledged and out of the window.
     public func isSettled(shardID: String) -> Bool {
         state.withLock { s in
-            _ = s.ledgers[shardID]?.advance()
+            s.ledgers[shardID]?.advance()
             return s.ledgers[shardID]?.isSettled ?? true
         }
     }
@@ -247,7 +236,7 @@ public final class EventPipeline: Sendable {
     /// out of the pairing window), nil when everything read is settled.
     public func oldestUnsettled(shardID: String) -> Double? {
         state.withLock { s in
-            _ = s.ledgers[shardID]?.advance()
+            s.ledgers[shardID]?.advance()
             return s.ledgers[shardID]?.oldestUnsettled
         }
     }
@@ -270,10 +259,11 @@ public final class EventPipeline: Sendable {
         for p in positions { s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.held -= 1 } }
     }
 
-    static func headers(_ e: ChangeEvent) -> [KafkaHeader] {
+    /// The CloudEvents headers `publish` sends too.
+    static func headers(id: String, type: String) -> [KafkaHeader] {
         [
             KafkaHeader("content-type", "application/cloudevents+json"), KafkaHeader("ce_specversion", "1.0"),
-            KafkaHeader("ce_id", e.id), KafkaHeader("ce_type", e.type),
+            KafkaHeader("ce_id", id), KafkaHeader("ce_type", type),
         ]
     }
 
@@ -289,17 +279,5 @@ public final class EventPipeline: Sendable {
             "keys": .object(keys), "error": .string(error),
         ]
         return dl.serializedBytes()
-    }
-}
-
-extension JSON {
-    /// The positions of a change event (data.positions), as StreamPositions.
-    var positions: [StreamPosition] {
-        (self["data"]?["positions"]?.arrayValue ?? []).compactMap { p in
-            guard let arn = p["stream_arn"]?.stringValue, let shard = p["shard_id"]?.stringValue,
-                let seq = p["sequence_number"]?.stringValue
-            else { return nil }
-            return StreamPosition(streamARN: arn, shardID: shard, sequenceNumber: seq, eventName: p["event_name"]?.stringValue ?? "")
-        }
     }
 }

@@ -55,7 +55,6 @@ public final class StreamWorker: Sendable {
         var parents: [String]
         var task: Task<Void, Never>?
         var reachedEnd = false
-        var lost = false
         /// Another replica asked for this lease: stop reading, checkpoint, release.
         var handingOff: Date?
         /// Creation time of the last record read, and whether the last page was empty.
@@ -109,7 +108,7 @@ public final class StreamWorker: Sendable {
     }
     /// Leases scanned at least once: the worker reads or waits for a share (for /readyz).
     public var isReady: Bool { state.withLock { $0.scanned && $0.exit == nil } }
-    public var ownedShards: [String] { state.withLock { $0.owned.filter { !$0.value.lost }.keys.sorted() } }
+    public var ownedShards: [String] { state.withLock { $0.owned.keys.sorted() } }
 
     /// Starts a graceful shutdown: stop polling, deliver, checkpoint, release.
     public func stop() { state.withLock { $0.stopping = true } }
@@ -174,7 +173,7 @@ public final class StreamWorker: Sendable {
     /// neither goes stale while a reader waits (Kafka away, back-pressure).
     func updateLag() {
         let now = Date().timeIntervalSince1970
-        let shards = state.withLock { $0.owned.filter { !$0.value.lost }.map { ($0.key, $0.value.lastReadTime, $0.value.caughtUp) } }
+        let shards = state.withLock { $0.owned.map { ($0.key, $0.value.lastReadTime, $0.value.caughtUp) } }
         for (shard, lastRead, caughtUp) in shards {
             let age: Double
             if let pending = pipeline.oldestUnsettled(shardID: shard) {
@@ -190,7 +189,7 @@ public final class StreamWorker: Sendable {
     }
 
     func writeCheckpoints() async throws {
-        let shards = state.withLock { $0.owned.filter { !$0.value.lost }.map(\.key) }
+        let shards = state.withLock { Array($0.owned.keys) }
         for shard in shards {
             guard let safe = pipeline.safeCheckpoint(shardID: shard) else { continue }
             try await writeCheckpoint(shard, safe)
@@ -198,7 +197,7 @@ public final class StreamWorker: Sendable {
     }
 
     func writeCheckpoint(_ shard: String, _ value: String) async throws {
-        guard let o = state.withLock({ $0.owned[shard] }), !o.lost, o.written != value else { return }
+        guard let o = state.withLock({ $0.owned[shard] }), o.written != value else { return }
         if try await leases.checkpoint(shardID: shard, owner: options.workerID, counter: o.counter, to: value) {
             state.withLock { $0.owned[shard]?.written = value }
             metrics.checkpoints.increment()
@@ -209,7 +208,7 @@ public final class StreamWorker: Sendable {
 
     func renewDue() async throws {
         let due = state.withLock { s in
-            s.owned.filter { !$0.value.lost && Date().timeIntervalSince($0.value.lastRenew) >= options.leaseDuration / 3 }
+            s.owned.filter { Date().timeIntervalSince($0.value.lastRenew) >= options.leaseDuration / 3 }
                 .map { ($0.key, $0.value.counter) }
         }
         for (shard, counter) in due {
@@ -224,40 +223,40 @@ public final class StreamWorker: Sendable {
         }
     }
 
-    /// A lease this worker no longer holds: stop reading it at once and never checkpoint it again.
+    /// A lease this worker no longer holds: stop reading it at once and never checkpoint it again
+    /// (its reader and the checkpoint writes only act on shards still in `owned`).
     func lose(_ shard: String, why: String) {
-        let task = state.withLock { s -> Task<Void, Never>? in
-            s.owned[shard]?.lost = true
-            let t = s.owned[shard]?.task
-            s.owned[shard] = nil
-            return t
-        }
-        task?.cancel()
+        stopTracking(shard)?.cancel()
+        metrics.leasesLost.increment()
+        logger.warning("lease lost; stopped reading the shard", metadata: ["shard": "\(shard)", "why": "\(why)"])
+    }
+
+    /// Forgets a shard this worker no longer reads (lost, finished, handed over): out of
+    /// `owned`, its ledger dropped, its lag series zeroed. Returns its reader task, if any.
+    @discardableResult
+    func stopTracking(_ shard: String) -> Task<Void, Never>? {
+        let task = state.withLock { $0.owned.removeValue(forKey: shard)?.task }
         pipeline.forget(shardID: shard)
         metrics.notReading(shard: shard)
-        metrics.leasesLost.increment()
         metrics.leasesHeld.record(Double(ownedShards.count))
-        logger.warning("lease lost; stopped reading the shard", metadata: ["shard": "\(shard)", "why": "\(why)"])
+        return task
     }
 
     /// Shards read to their end: once every record is acknowledged, checkpoint SHARD_END, make
     /// the children's leases, and give the lease back.
     func finishEndedShards() async throws {
-        let ended = state.withLock { $0.owned.filter { $0.value.reachedEnd && !$0.value.lost }.map(\.key) }
+        let ended = state.withLock { $0.owned.filter { $0.value.reachedEnd }.map(\.key) }
         for shard in ended where pipeline.isSettled(shardID: shard) {
             try await writeCheckpoint(shard, Lease.shardEnd)
             guard let o = state.withLock({ $0.owned[shard] }), o.written == Lease.shardEnd else { continue }
             try await createChildLeases(of: shard)
             _ = try await leases.release(shardID: shard, owner: options.workerID, counter: o.counter)
             state.withLock {
-                $0.owned[shard] = nil
                 $0.leases[shard]?.checkpoint = Lease.shardEnd
                 $0.leases[shard]?.owner = nil
                 $0.lastScan = .distantPast  // look for the children at once
             }
-            pipeline.forget(shardID: shard)
-            metrics.notReading(shard: shard)
-            metrics.leasesHeld.record(Double(ownedShards.count))
+            stopTracking(shard)
             logger.info("shard finished", metadata: ["shard": "\(shard)"])
         }
     }
@@ -333,7 +332,7 @@ public final class StreamWorker: Sendable {
             }
             let workers = perOwner.count + 1
             let target = active.isEmpty ? 0 : (active.count + workers - 1) / workers
-            let mine = s.owned.filter { !$0.value.lost }.count
+            let mine = s.owned.count
             guard mine < target else { return ([], nil, target) }
             let free = active.filter { l in
                 s.owned[l.shardID] == nil && (l.owner == nil || (l.owner != me && expired.contains(l.shardID)) || l.owner == me)
@@ -380,7 +379,7 @@ public final class StreamWorker: Sendable {
         let arn = state.withLock { $0.streamARN }
         let toStart = state.withLock { s -> [(String, String?)] in
             var out: [(String, String?)] = []
-            for (shard, o) in s.owned where o.task == nil && !o.lost && !o.reachedEnd && !s.stopping {
+            for (shard, o) in s.owned where o.task == nil && !o.reachedEnd && !s.stopping {
                 guard o.parents.allSatisfy({ p in s.leases[p].map { $0.isFinished } ?? true }) else { continue }
                 out.append((shard, o.start))
             }
@@ -398,26 +397,23 @@ public final class StreamWorker: Sendable {
 
     func reading(_ shard: String) -> Bool {
         state.withLock { s in
-            !s.stopping && s.exit == nil && s.owned[shard].map { !$0.lost && $0.handingOff == nil } == true
+            !s.stopping && s.exit == nil && s.owned[shard].map { $0.handingOff == nil } == true
         } && !Task.isCancelled
     }
 
     /// Leases another replica asked for: once the reader stopped and what it read is
     /// acknowledged (held halves settled at once), checkpoint and release; bounded by 10 s.
     func finishHandoffs() async throws {
-        let handing = state.withLock { $0.owned.filter { $0.value.handingOff != nil && !$0.value.lost } }
+        let handing = state.withLock { $0.owned.filter { $0.value.handingOff != nil } }
         for (shard, o) in handing {
             if let task = o.task { await task.value }
             try pipeline.flushDetector(shardID: shard)
             let waited = Date().timeIntervalSince(o.handingOff!)
             guard pipeline.isSettled(shardID: shard) || waited > 10 else { continue }
             if let safe = pipeline.safeCheckpoint(shardID: shard) { try await writeCheckpoint(shard, safe) }
-            guard let now = state.withLock({ $0.owned[shard] }), !now.lost else { continue }
+            guard let now = state.withLock({ $0.owned[shard] }) else { continue }
             _ = try await leases.release(shardID: shard, owner: options.workerID, counter: now.counter)
-            state.withLock { $0.owned[shard] = nil }
-            pipeline.forget(shardID: shard)
-            metrics.notReading(shard: shard)
-            metrics.leasesHeld.record(Double(ownedShards.count))
+            stopTracking(shard)
             logger.info("lease handed over", metadata: ["shard": "\(shard)"])
         }
     }
@@ -628,14 +624,14 @@ public final class StreamWorker: Sendable {
             }
         }
         if graceful {
-            let owned = state.withLock { $0.owned.filter { !$0.value.lost }.map { ($0.key, $0.value.counter) } }
+            let owned = state.withLock { $0.owned.map { ($0.key, $0.value.counter) } }
             for (shard, counter) in owned {
-                metrics.notReading(shard: shard)
                 do {
                     _ = try await leases.release(shardID: shard, owner: options.workerID, counter: counter)
                 } catch {
                     logger.warning("release failed; the lease expires instead", metadata: ["shard": "\(shard)", "error": "\(error)"])
                 }
+                stopTracking(shard)
             }
             logger.info("leases released", metadata: ["count": "\(owned.count)"])
         }
