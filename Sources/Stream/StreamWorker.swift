@@ -449,17 +449,12 @@ public final class StreamWorker: Sendable {
                 let departing = await departingHalves(page.records, shard: shard)
                 guard reading(shard) else { return }
                 try pipeline.process(page.records, shardID: shard, streamARN: arn, departing: departing)
-                let now = Date().timeIntervalSince1970
+                // What the lag gauges are computed from, every round (updateLag).
                 let lastTime = page.records.last?["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue
                 if page.records.last != nil { lastRead = page.lastSequenceNumber }
                 state.withLock {
                     if let lastTime { $0.owned[shard]?.lastReadTime = lastTime }
                     $0.owned[shard]?.caughtUp = page.records.isEmpty
-                }
-                if page.records.isEmpty && pipeline.oldestUnsettled(shardID: shard) == nil {
-                    metrics.iteratorAge(shard: shard, seconds: 0)
-                } else if let lastTime {
-                    metrics.iteratorAge(shard: shard, seconds: max(0, now - lastTime))
                 }
                 guard let next = page.nextIterator else {
                     state.withLock { $0.owned[shard]?.reachedEnd = true }
@@ -469,11 +464,9 @@ public final class StreamWorker: Sendable {
                 iterator = next
                 // Pacing: again at once after a full page, a short pause after a partial one,
                 // backing off to about a second while the shard is idle.
-                if page.records.count >= options.recordsPerCall {
+                if !page.records.isEmpty {
                     idle = 0
-                } else if !page.records.isEmpty {
-                    idle = 0
-                    try? await Task.sleep(for: .milliseconds(100))
+                    if page.records.count < options.recordsPerCall { try? await Task.sleep(for: .milliseconds(100)) }
                 } else {
                     idle = min(1.0, max(0.1, idle * 2))
                     try? await Task.sleep(for: .milliseconds(Int(idle * 1000)))
