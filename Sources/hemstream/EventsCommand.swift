@@ -20,15 +20,15 @@ struct EventsCommand: AsyncParsableCommand {
             """)
 
         @Option(help: "Pairing window in seconds.") var window: Double = 30
-        @Option(help: "File holding the HMAC key for PII hashes (else env HEMSTREAM_PII_KEY).") var piiKeyFile: String?
+        @OptionGroup var pii: PIIKeyOption
         @Option(help: "AWS region named in the event source.") var region: String = "us-east-1"
         @Argument(help: "GetRecords response files.") var files: [String]
 
         func run() async throws {
-            var key: [UInt8]? = ProcessInfo.processInfo.environment["HEMSTREAM_PII_KEY"].map { Array($0.utf8) }
-            if let f = piiKeyFile {
-                guard let d = FileManager.default.contents(atPath: f) else { throw ValidationError("cannot read --pii-key-file \(f)") }
-                key = Array(d)
+            let key: [UInt8]?
+            switch pii.key() {
+            case .success(let k): key = k
+            case .failure(let e): throw ValidationError(e.description)
             }
             var det = ChangeDetector(region: region, table: "vector_emails_operational", fields: try FieldClassification.load(), window: window, piiKey: key)
             func emit(_ events: [ChangeEvent]) {

@@ -19,6 +19,27 @@ struct TableNameOption: ParsableArguments {
     var table = "vector_emails_operational"
 }
 
+/// `--pii-key-file`: the HMAC key for PII change hashes, from a file (a mounted Secret), else
+/// from HEMSTREAM_PII_KEY; none means PII changes carry no hash.
+struct PIIKeyOption: ParsableArguments {
+    @Option(help: "File holding the HMAC key for PII hashes (else env HEMSTREAM_PII_KEY).") var piiKeyFile: String?
+
+    /// The key, or a one-line reason it cannot be read.
+    func key() -> Result<[UInt8]?, PIIKeyError> {
+        guard let file = piiKeyFile else {
+            return .success(ProcessInfo.processInfo.environment["HEMSTREAM_PII_KEY"].map { Array($0.utf8) })
+        }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            return .failure(PIIKeyError(description: "cannot read --pii-key-file \(file)"))
+        }
+        return .success(Array(data))
+    }
+}
+
+struct PIIKeyError: Error, CustomStringConvertible {
+    var description: String
+}
+
 /// Writes progress and step lines to stderr, which stays free of data.
 enum Console {
     static func line(_ text: String) {

@@ -51,7 +51,7 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Seconds a move's halves without previous_vup_id wait for each other.") var pairWindow: Double = 30
     @Option(help: "Seconds a REMOVE's hem-index lookup allows the index to catch up.") var indexGrace: Double = 2
     @Option(help: "Seconds to deliver, checkpoint and release on SIGTERM.") var shutdownTimeout: Double = 30
-    @Option(help: "File holding the HMAC key for PII hashes (else env HEMSTREAM_PII_KEY).") var piiKeyFile: String?
+    @OptionGroup var pii: PIIKeyOption
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Option(help: "Log format: text or json (one object per line on stderr).") var logFormat = "text"
     @Option(help: "Port for /metrics (Prometheus), /healthz and /readyz; none: no endpoint.") var metricsPort: Int?
@@ -80,10 +80,10 @@ struct StreamCommand: AsyncParsableCommand {
         }
         let client: AWSClient
         do { client = try aws.client() } catch { throw fail("\(error)") }
-        var key: [UInt8]? = ProcessInfo.processInfo.environment["HEMSTREAM_PII_KEY"].map { Array($0.utf8) }
-        if let f = piiKeyFile {
-            guard let d = FileManager.default.contents(atPath: f) else { throw fail("cannot read --pii-key-file \(f)") }
-            key = Array(d)
+        let key: [UInt8]?
+        switch pii.key() {
+        case .success(let k): key = k
+        case .failure(let e): throw fail(e.description)
         }
         let fields: FieldClassification
         do { fields = try FieldClassification.load() } catch { throw fail("cannot load schemas/fields.json: \(error)") }
