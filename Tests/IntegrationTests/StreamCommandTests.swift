@@ -30,14 +30,10 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         moto?.stop()
     }
 
-    static var repoRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
-
     func genExport(rows: Int) throws -> JSON {
         let out = dir.file("export").path
         let r = try ChildProcess.run(
-            "/usr/bin/env", ["python3", Self.repoRoot.appendingPathComponent("tools/gen-export").path, "--rows", "\(rows)", "--out", out, "--seed", "3"],
+            "/usr/bin/env", ["python3", repositoryRoot().appendingPathComponent("tools/gen-export").path, "--rows", "\(rows)", "--out", out, "--seed", "3"],
             timeout: 60)
         XCTAssertEqual(r.exitCode, 0, r.stderr)
         return try JSON.parse(String(contentsOfFile: out + "/expected-changes.json", encoding: .utf8))
@@ -74,20 +70,7 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
     }
 
     func leases() throws -> [Lease] {
-        let client = AWSClient(configuration: try AWSConfiguration.resolve(environment: env))
-        let sem = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var out: Result<[JSON], Error> = .success([])
-        Task {
-            do {
-                let page = try await client.dynamoDB("Scan", ["TableName": .string(self.table + "-hemstream-leases"), "ConsistentRead": true])
-                out = .success(page["Items"]?.arrayValue ?? [])
-            } catch let e as AWSError where e.code == "ResourceNotFoundException" {
-                out = .success([])  // the reader has not made its lease table yet
-            } catch { out = .failure(error) }
-            sem.signal()
-        }
-        sem.wait()
-        return try out.get().map { item in
+        try leaseTableItems(table + "-hemstream-leases", environment: env).map { item in
             Lease(shard: item["shard_id"]?["S"]?.stringValue ?? "", owner: item["owner"]?["S"]?.stringValue,
                   checkpoint: item["checkpoint"]?["S"]?.stringValue)
         }
@@ -154,17 +137,13 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
     }
 
     func testStream_refusesATableWithoutAStream_inOneLine() throws {
-        let client = AWSClient(configuration: try AWSConfiguration.resolve(environment: env))
-        let sem = DispatchSemaphore(value: 0)
-        Task {
-            _ = try? await client.dynamoDB("CreateTable", [
+        _ = try runAsync { [env] in
+            try await AWSClient(configuration: try AWSConfiguration.resolve(environment: env)).dynamoDB("CreateTable", [
                 "TableName": "plain", "BillingMode": "PAY_PER_REQUEST",
                 "AttributeDefinitions": [["AttributeName": "k", "AttributeType": "S"]],
                 "KeySchema": [["AttributeName": "k", "KeyType": "HASH"]],
             ])
-            sem.signal()
         }
-        sem.wait()
         let r = try Hemstream.run(["stream", "--table", "plain", "--sink", "stdout"], environment: env)
         XCTAssertEqual(r.exitCode, 1)
         let lines = r.stderr.split(separator: "\n")
