@@ -68,7 +68,7 @@ public struct ChangeDetector: Sendable {
         var readAt = Date()
     }
     /// A loader move's transition already emitted: its REMOVE, when it comes, is dropped.
-    struct Departed: Sendable { var from: String, time: Double, token: Int }
+    struct Departed: Sendable { var from: String, token: Int }
     var pending: [String: Pending] = [:]          // by hem
     var departed: [String: Departed] = [:]        // by hem
     var expiries = MinHeap()
@@ -135,7 +135,7 @@ public struct ChangeDetector: Sendable {
                 }
                 out.events.append(event(moveType(from, vup), hem: hem, before: from, after: vup, changes: [], updatedAt: image["updated_at"], positions: [pos], time: time, partnerMissing: false))
                 let token = take()
-                departed[hem] = Departed(from: from, time: time, token: token)
+                departed[hem] = Departed(from: from, token: token)
                 expiries.push(.init(time: time, token: token, hem: hem))
                 return out
             }
@@ -233,7 +233,6 @@ public struct ChangeDetector: Sendable {
         return true
     }
 
-    static func less(_ a: String, _ b: String) -> Bool { a.count != b.count ? a.count < b.count : a < b }
     static func isUnresolved(_ vup: String) -> Bool { vup.hasPrefix("UNRESOLVED#") }
 
     mutating func settle(hem: String, _ p: Pending) -> ChangeEvent {
@@ -313,7 +312,7 @@ public struct ChangeDetector: Sendable {
     static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Lowercase hex of a digest (per byte String(format:) was a hot spot).
-    static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
+    public static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
         var out: [UInt8] = []
         out.reserveCapacity(64)
         for b in bytes {

@@ -162,8 +162,3 @@ public struct StreamSetupError: Error, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
-
-/// Orders DynamoDB Streams sequence numbers (decimal strings of varying length).
-public func sequenceLess(_ a: String, _ b: String) -> Bool {
-    a.count != b.count ? a.count < b.count : a < b
-}
