@@ -60,13 +60,16 @@ public final class Loader {
     let rejects: RejectsFile?
     let checkpoint: CheckpointFile?
     let progress: (@Sendable (LoadProgress) -> Void)?
+    /// Set by SIGTERM/SIGINT: read no further, finish the calls in flight, save the checkpoint.
+    public let stop: StopRequest
 
     /// `client` may be nil only for a dry run. It should not retry by itself (TableWriter does).
     public init(
         client: AWSClient?, options: LoadOptions, rejects: RejectsFile? = nil, checkpoint: CheckpointFile? = nil,
-        progress: (@Sendable (LoadProgress) -> Void)? = nil
+        progress: (@Sendable (LoadProgress) -> Void)? = nil, stop: StopRequest = StopRequest()
     ) {
         self.options = options
+        self.stop = stop
         self.rejects = rejects
         self.checkpoint = checkpoint
         self.progress = progress
@@ -316,8 +319,10 @@ public final class Loader {
                     try acknowledge()
                 }
 
+                /// Sends queued calls up to the concurrency limit. After a stop request nothing
+                /// more is sent: the queued calls' chunks stay unacknowledged, so a rerun redoes them.
                 func dispatch() async throws {
-                    while queueHead < queue.count {
+                    while queueHead < queue.count && !stop.isRequested {
                         guard let writer else { fatalError("dispatch without a writer") }
                         if inFlight >= writer.concurrency.limit {
                             if let outcome = try await group.next() { try handle(outcome) }
@@ -332,7 +337,7 @@ public final class Loader {
                     queueHead = 0
                 }
 
-                while let chunk = try await next() {
+                while !stop.isRequested, let chunk = try await next() {
                     let number = chunkNumber
                     chunkNumber += 1
                     summary.skippedByCheckpoint += chunk.skipped
@@ -394,7 +399,11 @@ public final class Loader {
             }
         }
         finish(&summary)
-        if let checkpoint {
+        if stop.isRequested {
+            // Everything read was acknowledged above; the source is not done, so a rerun resumes.
+            summary.stopped = true
+            try checkpoint?.save()
+        } else if let checkpoint {
             checkpoint.record(.done, for: key, size: size)
             try checkpoint.save()
         }

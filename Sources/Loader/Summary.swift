@@ -16,6 +16,8 @@ public struct SourceSummary: Sendable {
     public var previousRejected: Int?
     public var warnings: [String] = []
     public var bytesRead: Int64 = 0
+    /// A signal stopped the load before the end of this source.
+    public var stopped = false
 
     public init(source: String, previous: String? = nil) {
         self.source = source
@@ -44,6 +46,7 @@ public struct SourceSummary: Sendable {
         if let unchanged { object["unchanged"] = .int(unchanged) }
         if let previousRejected { object["previous_rejected"] = .int(previousRejected) }
         if stats.capacityReported { object["consumed_capacity"] = .double(stats.consumedCapacity) }
+        if stopped { object["stopped"] = true }
         if !warnings.isEmpty { object["warnings"] = .array(warnings.map { .string($0) }) }
         return .object(object)
     }

@@ -16,7 +16,9 @@ struct LoadCommand: AsyncParsableCommand {
             vanished hems are deleted. Throttling slows the load down; it does not fail it.
 
             Prints a JSON summary on stdout. Exit 0: everything written; 2: some rows rejected, the \
-            rest written; 1: a fatal error (one line naming the source and line).
+            rest written; 1: a fatal error (one line naming the source and line); 5: stopped by \
+            SIGTERM/SIGINT after finishing the calls in flight (the checkpoint is saved: run the same \
+            command again to resume).
 
             Examples:
               hemstream load s3://exports/2026-11-25/ --rejects rejects.jsonl
@@ -83,6 +85,16 @@ struct LoadCommand: AsyncParsableCommand {
     func load() async throws {
         // Reads (S3) use the standard retries; writes go through a client that does not retry,
         // because the loader's TableWriter retries throttling itself (with backoff and AIMD).
+        // Kubernetes sends SIGTERM before SIGKILL: stop reading, let the calls in flight finish,
+        // save the checkpoint and print the summary.
+        let stop = StopRequest()
+        let signals = SignalWatcher { signal in
+            if !stop.isRequested {
+                Console.line("hemstream load: \(signal): stopping after the calls in flight; the checkpoint is saved")
+            }
+            stop.request()
+        }
+        defer { signals.cancel() }
         let readClient: AWSClient? = dryRun ? try? aws.client() : try aws.client()
         let writeClient: AWSClient? = dryRun ? nil : try aws.client(retryPolicy: RetryPolicy(maxAttempts: 1))
         let locations = try await ExportSources.expand(sources, client: readClient)
@@ -104,10 +116,11 @@ struct LoadCommand: AsyncParsableCommand {
         let checkpointFile = try checkpoint.map { try CheckpointFile(path: $0) }
         let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? LoadProgressLine.show : nil
         let loader = Loader(
-            client: writeClient, options: options, rejects: rejectsFile, checkpoint: checkpointFile, progress: progress)
+            client: writeClient, options: options, rejects: rejectsFile, checkpoint: checkpointFile, progress: progress,
+            stop: stop)
 
         var summaries: [SourceSummary] = []
-        for (location, size) in locations {
+        for (location, size) in locations where !stop.isRequested {
             let summary: SourceSummary
             if let previousLocation {
                 summary = try await loader.load(location, size: size, previous: previousLocation, client: readClient)
@@ -136,10 +149,12 @@ struct LoadCommand: AsyncParsableCommand {
         let output: JSON = [
             "table": .string(name.table),
             "dry_run": .bool(dryRun),
+            "stopped": .bool(stop.isRequested),
             "sources": .array(summaries.map(\.json)),
             "totals": .object(totalsJSON),
         ]
         FileHandle.standardOutput.write(Data((output.serialized() + "\n").utf8))
+        if stop.isRequested { throw Exit.stopped }
         if totals.rejectedTotal > 0 { throw Exit.partial }
     }
 

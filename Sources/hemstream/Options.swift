@@ -56,4 +56,6 @@ enum Exit {
     static let differs = ExitCode(3)
     /// `stream --on-gap halt`: records were trimmed before they were read.
     static let gapHalt = ExitCode(4)
+    /// `load`: SIGTERM/SIGINT stopped it cleanly; the checkpoint is saved, a rerun resumes.
+    static let stopped = ExitCode(5)
 }

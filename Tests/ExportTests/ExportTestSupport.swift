@@ -68,6 +68,7 @@ func readAll(_ location: ExportLocation, client: AWSClient? = nil, batch: Int = 
             }
         }
         result.bytesRead = reader.bytesRead
+        result.warnings = reader.warnings
         XCTAssertEqual(reader.recordsRead, result.rows.count + result.rejections.count)
     } catch let error as ExportError {
         result.error = error

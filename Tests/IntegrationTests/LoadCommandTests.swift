@@ -173,6 +173,95 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         XCTAssertEqual(scanned.raw.count, 12_000)
     }
 
+    // Kubernetes stops a Job's pod with SIGTERM, then SIGKILL after the grace period.
+    func testLoad_sigtermMidway_finishesInFlight_savesCheckpointAndSummary_exit5_andRerunCompletes() throws {
+        try useOwnMoto()
+        let export = ExportFixture.make(count: 12_000)
+        let path = dir.file("big.csv")
+        try export.write(to: path)
+        let checkpoint = dir.file("load.ckpt").path
+        let stdoutFile = dir.file("stdout")
+        let stderrFile = dir.file("stderr")
+        FileManager.default.createFile(atPath: stdoutFile.path, contents: nil)
+        FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Hemstream.binaryPath)
+        // --max-wcu keeps the load going for several seconds, so the signal lands mid-way.
+        process.arguments = [
+            "load", "--table", table, path.path, "--checkpoint", checkpoint, "--checkpoint-interval", "0.1",
+            "--max-wcu", "1000",
+        ]
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AWS_") }
+        for (k, v) in env { environment[k] = v }
+        process.environment = environment
+        process.standardOutput = try FileHandle(forWritingTo: stdoutFile)
+        process.standardError = try FileHandle(forWritingTo: stderrFile)
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: checkpoint) && process.isRunning && Date() < deadline {
+            usleep(20_000)
+        }
+        XCTAssertTrue(process.isRunning, "the load should still be running when its first checkpoint appears")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+
+        let stderr = try String(contentsOf: stderrFile, encoding: .utf8)
+        XCTAssertEqual(process.terminationStatus, 5, stderr)
+        let stdout = try String(contentsOf: stdoutFile, encoding: .utf8)
+        let printed = try JSON.parse(stdout.split(separator: "\n").last.map(String.init) ?? "")
+        XCTAssertEqual(printed["stopped"]?.boolValue, true)
+        XCTAssertEqual(printed["sources"]?[0]?["stopped"]?.boolValue, true)
+        let written = printed["totals"]?["items_written"]?.intValue ?? -1
+        XCTAssertGreaterThan(written, 0)
+        XCTAssertLessThan(written, 12_000, "stopped midway")
+        // What the summary says was written is in the table: the calls in flight were finished.
+        XCTAssertEqual(try scanTable(table, environment: env).raw.count, written)
+        let saved = try JSON.parse(Array(try Data(contentsOf: URL(fileURLWithPath: checkpoint))))
+        let entry = saved["sources"]?[path.path]
+        XCTAssertNil(entry?["done"], "a stopped source is not done")
+        XCTAssertGreaterThan(entry?["line"]?.intValue ?? 0, 1)
+        XCTAssertTrue(stderr.contains("SIGTERM"), stderr)
+
+        let resumed = try load([path.path, "--checkpoint", checkpoint])
+        XCTAssertEqual(resumed.exitCode, 0, resumed.stderr)
+        XCTAssertGreaterThan(try summary(resumed)["totals"]?["skipped_by_checkpoint"]?.intValue ?? 0, 0)
+        let scanned = try scanTable(table, environment: env)
+        XCTAssertEqual(scanned.items, export.expectedItems)
+        XCTAssertEqual(scanned.raw.count, 12_000)
+    }
+
+    // Redshift UNLOAD writes a part per slice, also for slices without rows.
+    func testLoad_emptyPartsAmongGoodParts_exit0_warningsNameThem_goodRowsWritten() throws {
+        let export = ExportFixture.make(count: 40)
+        let parts = dir.file("unload")
+        try FileManager.default.createDirectory(at: parts, withIntermediateDirectories: true)
+        try export.write(to: parts.appendingPathComponent("0000_part_00"))
+        try Data().write(to: parts.appendingPathComponent("0001_part_00"))
+        let nothing = dir.file("0002_part_00")
+        try Data().write(to: nothing)
+        XCTAssertEqual(try ChildProcess.run("/bin/gzip", ["-n", "-f", nothing.path]).exitCode, 0)
+        try FileManager.default.moveItem(
+            at: dir.file("0002_part_00.gz"), to: parts.appendingPathComponent("0002_part_00.gz"))
+        let header = String(export.csv.prefix { $0 != "\n" }) + "\n"
+        try header.write(to: parts.appendingPathComponent("0003_part_00"), atomically: true, encoding: .utf8)
+
+        let result = try load([parts.path + "/*"])
+        XCTAssertEqual(result.exitCode, 0, result.stderr)
+        for (part, why) in [
+            ("0001_part_00", "0 bytes"), ("0002_part_00.gz", "a gzip of nothing"), ("0003_part_00", "no data rows"),
+        ] {
+            XCTAssertTrue(
+                result.stderr.split(separator: "\n").contains {
+                    $0.hasPrefix("warning: ") && $0.contains(part) && $0.contains(why)
+                },
+                "no warning naming \(part): \(result.stderr)")
+        }
+        XCTAssertFalse(result.stderr.contains("0000_part_00"), result.stderr)
+        XCTAssertEqual(try summary(result)["totals"]?["items_written"]?.intValue, 40)
+        XCTAssertEqual(try scanTable(table, environment: env).items, export.expectedItems)
+    }
+
     func testLoad_badRows_exit2_rejectsCountedByReason_noEmailAnywhere() throws {
         var text = "hem,vup_id,email,domain,updated_at\n"
         let good = ExportFixture.make(count: 5)
