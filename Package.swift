@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "Stream",
             dependencies: [
-                "AWSWire", "Events", "JSON", "Kafka",
+                "AWSWire", "Events", "JSON", "Kafka", "Schemas",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
