@@ -135,6 +135,29 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         XCTAssertEqual(s["sources"]?[0]?["unchanged"], .int(day2.rows.filter { before[$0.hem] == $0 }.count))
     }
 
+    /// Starts `hemstream load` (stdout and stderr into the files "stdout" and "stderr" of the
+    /// test's directory) and returns once its checkpoint file (with `--checkpoint-interval 0.1`)
+    /// first appears, that is once some writes are acknowledged.
+    func startLoadUntilCheckpoint(_ args: [String]) throws -> Process {
+        let checkpoint = try XCTUnwrap(args.firstIndex(of: "--checkpoint").map { args[$0 + 1] })
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Hemstream.binaryPath)
+        process.arguments = ["load", "--table", table, "--checkpoint-interval", "0.1"] + args
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AWS_") }
+        for (k, v) in env { environment[k] = v }
+        process.environment = environment
+        for name in ["stdout", "stderr"] { FileManager.default.createFile(atPath: dir.file(name).path, contents: nil) }
+        process.standardOutput = try FileHandle(forWritingTo: dir.file("stdout"))
+        process.standardError = try FileHandle(forWritingTo: dir.file("stderr"))
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: checkpoint) && process.isRunning && Date() < deadline {
+            usleep(20_000)
+        }
+        XCTAssertTrue(process.isRunning, "the load should still be running when its first checkpoint appears")
+        return process
+    }
+
     func testLoad_killedMidwayAndResumed_endsEqualToTheExport() throws {
         try useOwnMoto()
         let export = ExportFixture.make(count: 12_000)
@@ -142,23 +165,7 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         try export.write(to: path)
         let checkpoint = dir.file("load.ckpt").path
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Hemstream.binaryPath)
-        process.arguments = [
-            "load", "--table", table, path.path, "--checkpoint", checkpoint, "--checkpoint-interval", "0.1",
-            "--concurrency", "2",
-        ]
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AWS_") }
-        for (k, v) in env { environment[k] = v }
-        process.environment = environment
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(120)
-        while !FileManager.default.fileExists(atPath: checkpoint) && process.isRunning && Date() < deadline {
-            usleep(20_000)
-        }
-        XCTAssertTrue(process.isRunning, "the load should still be running when its first checkpoint appears")
+        let process = try startLoadUntilCheckpoint([path.path, "--checkpoint", checkpoint, "--concurrency", "2"])
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         let written = try scanTable(table, environment: env).raw.count
@@ -180,35 +187,14 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         let path = dir.file("big.csv")
         try export.write(to: path)
         let checkpoint = dir.file("load.ckpt").path
-        let stdoutFile = dir.file("stdout")
-        let stderrFile = dir.file("stderr")
-        FileManager.default.createFile(atPath: stdoutFile.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
-
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Hemstream.binaryPath)
         // --max-wcu keeps the load going for several seconds, so the signal lands mid-way.
-        process.arguments = [
-            "load", "--table", table, path.path, "--checkpoint", checkpoint, "--checkpoint-interval", "0.1",
-            "--max-wcu", "1000",
-        ]
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AWS_") }
-        for (k, v) in env { environment[k] = v }
-        process.environment = environment
-        process.standardOutput = try FileHandle(forWritingTo: stdoutFile)
-        process.standardError = try FileHandle(forWritingTo: stderrFile)
-        try process.run()
-        let deadline = Date().addingTimeInterval(120)
-        while !FileManager.default.fileExists(atPath: checkpoint) && process.isRunning && Date() < deadline {
-            usleep(20_000)
-        }
-        XCTAssertTrue(process.isRunning, "the load should still be running when its first checkpoint appears")
+        let process = try startLoadUntilCheckpoint([path.path, "--checkpoint", checkpoint, "--max-wcu", "1000"])
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
 
-        let stderr = try String(contentsOf: stderrFile, encoding: .utf8)
+        let stderr = try String(contentsOf: dir.file("stderr"), encoding: .utf8)
         XCTAssertEqual(process.terminationStatus, 5, stderr)
-        let stdout = try String(contentsOf: stdoutFile, encoding: .utf8)
+        let stdout = try String(contentsOf: dir.file("stdout"), encoding: .utf8)
         let printed = try JSON.parse(stdout.split(separator: "\n").last.map(String.init) ?? "")
         XCTAssertEqual(printed["stopped"]?.boolValue, true)
         XCTAssertEqual(printed["sources"]?[0]?["stopped"]?.boolValue, true)
