@@ -2,6 +2,7 @@ import AWSWire
 import Export
 import Foundation
 import JSON
+import Schemas
 
 /// How a load runs: table, parallelism, pacing, and what to do besides writing.
 public struct LoadOptions: Sendable {
@@ -145,7 +146,7 @@ public final class Loader {
                     last = max(last, row.line)
                     if row.line <= resumeLine {
                         chunk.skipped += 1
-                    } else if dryRun || ItemEncoding.isSentinel(row.vupID) {
+                    } else if dryRun || Sentinel.isSentinel(row.vupID) {
                         chunk.writes.append(.put(row))
                     } else {
                         chunk.lookups.append(row)
@@ -307,7 +308,7 @@ public final class Loader {
                             enqueueWrites(
                                 chunk,
                                 rows.lazy.map { row in
-                                    let sentinel = ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem)
+                                    let sentinel = ItemKey(vupID: Sentinel.vupID(forHem: row.hem), hem: row.hem)
                                     return found.contains(sentinel) ? .move(from: sentinel, to: row) : .put(row)
                                 })
                         }
@@ -412,7 +413,7 @@ public final class Loader {
         for row in rows {
             if let previous, !(previous < row.hem) { ascending = false }
             previous = row.hem
-            keys.append(ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem))
+            keys.append(ItemKey(vupID: Sentinel.vupID(forHem: row.hem), hem: row.hem))
         }
         if ascending { return keys }
         var seen = Set<String>()
