@@ -14,10 +14,12 @@ public struct LoadOptions: Sendable {
     public var chunkSize: Int
     /// Seconds between checkpoint writes.
     public var checkpointInterval: Double
+    /// Seconds a write may stay throttled without progress before the load fails.
+    public var maxThrottleSeconds: Double
 
     public init(
         table: String, concurrency: Int = 8, maxWCU: Int? = nil, dryRun: Bool = false, chunkSize: Int = 4096,
-        checkpointInterval: Double = 5
+        checkpointInterval: Double = 5, maxThrottleSeconds: Double = 600
     ) {
         self.table = table
         self.concurrency = concurrency
@@ -25,6 +27,7 @@ public struct LoadOptions: Sendable {
         self.dryRun = dryRun
         self.chunkSize = chunkSize
         self.checkpointInterval = checkpointInterval
+        self.maxThrottleSeconds = maxThrottleSeconds
     }
 }
 
@@ -47,7 +50,8 @@ public struct LoadError: Error, Sendable, CustomStringConvertible {
         self.line = line
         self.message = message
     }
-    public var description: String { "\(source)\(line.map { " line \($0)" } ?? ""): \(message)" }
+    /// `SOURCE:LINE: message` (or `SOURCE: message`), the form ExportError prints too.
+    public var description: String { ExportError(source: source, line: line, message: message).description }
 }
 
 /// Streams export sources into the table. A full load puts every row, and turns a row whose
@@ -74,7 +78,8 @@ public final class Loader {
         if let client, !options.dryRun {
             writer = TableWriter(
                 client: client, table: options.table, concurrency: AdaptiveConcurrency(maximum: options.concurrency),
-                bucket: options.maxWCU.map { WriteCapacityBucket(unitsPerSecond: $0) })
+                bucket: options.maxWCU.map { WriteCapacityBucket(unitsPerSecond: $0) },
+                maxThrottleSeconds: options.maxThrottleSeconds)
         } else {
             writer = nil
         }
