@@ -2,6 +2,7 @@ import AWSWire
 import Export
 import Foundation
 import JSON
+import Schemas
 
 /// How a load runs: table, parallelism, pacing, and what to do besides writing.
 public struct LoadOptions: Sendable {
@@ -13,10 +14,12 @@ public struct LoadOptions: Sendable {
     public var chunkSize: Int
     /// Seconds between checkpoint writes.
     public var checkpointInterval: Double
+    /// Seconds a write may stay throttled without progress before the load fails.
+    public var maxThrottleSeconds: Double
 
     public init(
         table: String, concurrency: Int = 8, maxWCU: Int? = nil, dryRun: Bool = false, chunkSize: Int = 4096,
-        checkpointInterval: Double = 5
+        checkpointInterval: Double = 5, maxThrottleSeconds: Double = 600
     ) {
         self.table = table
         self.concurrency = concurrency
@@ -24,6 +27,7 @@ public struct LoadOptions: Sendable {
         self.dryRun = dryRun
         self.chunkSize = chunkSize
         self.checkpointInterval = checkpointInterval
+        self.maxThrottleSeconds = maxThrottleSeconds
     }
 }
 
@@ -46,7 +50,8 @@ public struct LoadError: Error, Sendable, CustomStringConvertible {
         self.line = line
         self.message = message
     }
-    public var description: String { "\(source)\(line.map { " line \($0)" } ?? ""): \(message)" }
+    /// `SOURCE:LINE: message` (or `SOURCE: message`), the form ExportError prints too.
+    public var description: String { ExportError(source: source, line: line, message: message).description }
 }
 
 /// Streams export sources into the table. A full load puts every row, and turns a row whose
@@ -76,7 +81,8 @@ public final class Loader {
         if let client, !options.dryRun {
             writer = TableWriter(
                 client: client, table: options.table, concurrency: AdaptiveConcurrency(maximum: options.concurrency),
-                bucket: options.maxWCU.map { WriteCapacityBucket(unitsPerSecond: $0) })
+                bucket: options.maxWCU.map { WriteCapacityBucket(unitsPerSecond: $0) },
+                maxThrottleSeconds: options.maxThrottleSeconds)
         } else {
             writer = nil
         }
@@ -148,7 +154,7 @@ public final class Loader {
                     last = max(last, row.line)
                     if row.line <= resumeLine {
                         chunk.skipped += 1
-                    } else if dryRun || ItemEncoding.isSentinel(row.vupID) {
+                    } else if dryRun || Sentinel.isSentinel(row.vupID) {
                         chunk.writes.append(.put(row))
                     } else {
                         chunk.lookups.append(row)
@@ -310,7 +316,7 @@ public final class Loader {
                             enqueueWrites(
                                 chunk,
                                 rows.lazy.map { row in
-                                    let sentinel = ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem)
+                                    let sentinel = ItemKey(vupID: Sentinel.vupID(forHem: row.hem), hem: row.hem)
                                     return found.contains(sentinel) ? .move(from: sentinel, to: row) : .put(row)
                                 })
                         }
@@ -421,7 +427,7 @@ public final class Loader {
         for row in rows {
             if let previous, !(previous < row.hem) { ascending = false }
             previous = row.hem
-            keys.append(ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem))
+            keys.append(ItemKey(vupID: Sentinel.vupID(forHem: row.hem), hem: row.hem))
         }
         if ascending { return keys }
         var seen = Set<String>()

@@ -13,7 +13,8 @@ struct LoadCommand: AsyncParsableCommand {
             Every valid row is written with BatchWriteItem (25 per call, several calls in flight); a HEM \
             whose vup_id changed is moved (Delete old + Put new in one TransactWriteItems). With \
             --previous only what changed between the two exports (both sorted by hem) is written, and \
-            vanished hems are deleted. Throttling slows the load down; it does not fail it.
+            vanished hems are deleted. Throttling slows the load down; a write throttled without \
+            progress for --max-throttle-seconds fails it.
 
             Prints a JSON summary on stdout. Exit 0: everything written; 2: some rows rejected, the \
             rest written; 1: a fatal error (one line naming the source and line); 5: stopped by \
@@ -28,6 +29,7 @@ struct LoadCommand: AsyncParsableCommand {
 
     @OptionGroup var aws: AWSOptions
     @OptionGroup var name: TableNameOption
+    @OptionGroup var log: LogOptions
 
     @Argument(help: "Export sources: files, globs, s3://bucket/key or s3://bucket/prefix/.")
     var sources: [String]
@@ -53,6 +55,9 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: "Seconds between checkpoint writes.")
     var checkpointInterval = 5.0
 
+    @Option(help: "Seconds a write may stay throttled without any progress before the load fails.")
+    var maxThrottleSeconds = 600.0
+
     @Option(help: "Publish ItemsProcessed / ItemsFailed per file: 'cloudwatch'.")
     var metrics: String?
 
@@ -65,9 +70,11 @@ struct LoadCommand: AsyncParsableCommand {
         if let maxWCU, maxWCU < 1 { throw ValidationError("--max-wcu must be at least 1") }
         if let metrics, metrics != "cloudwatch" { throw ValidationError("--metrics takes 'cloudwatch'") }
         if checkpointInterval <= 0 { throw ValidationError("--checkpoint-interval must be positive") }
+        if maxThrottleSeconds <= 0 { throw ValidationError("--max-throttle-seconds must be positive") }
     }
 
     func run() async throws {
+        log.bootstrap()
         do {
             try await load()
         } catch let error as ExitCode {
@@ -111,7 +118,7 @@ struct LoadCommand: AsyncParsableCommand {
         }
         let options = LoadOptions(
             table: name.table, concurrency: concurrency, maxWCU: maxWCU, dryRun: dryRun,
-            checkpointInterval: checkpointInterval)
+            checkpointInterval: checkpointInterval, maxThrottleSeconds: maxThrottleSeconds)
         let rejectsFile = try rejects.map { try RejectsFile(path: $0) }
         let checkpointFile = try checkpoint.map { try CheckpointFile(path: $0) }
         let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? LoadProgressLine.show : nil

@@ -1,7 +1,6 @@
 import AWSWire
 import ArgumentParser
 import Foundation
-import Logging
 
 /// `--region`: where the table lives. Shared by every command that talks to AWS.
 struct AWSOptions: ParsableArguments {

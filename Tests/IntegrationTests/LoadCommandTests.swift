@@ -51,8 +51,14 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         try JSON.parse(result.stdoutLines.last ?? "")
     }
 
+    /// Fails when any of `emails` (the addresses the input held), or any synthetic address,
+    /// appears in `texts`. Without the input's emails the check would prove nothing.
     func assertNoEmails(_ texts: [String], _ emails: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertFalse(emails.isEmpty, "give the emails the input held", file: file, line: line)
         for text in texts {
+            for email in emails where text.contains(email) {
+                XCTFail("\(email) leaked: \(text.prefix(300))", file: file, line: line)
+            }
             XCTAssertFalse(
                 text.contains("@example.invalid"), "an email leaked: \(text.prefix(300))", file: file, line: line)
         }
@@ -323,7 +329,9 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         XCTAssertEqual(first["line"], 7)
         XCTAssertEqual(first["reason"], "invalid_hem")
         XCTAssertEqual(first["source"], .string(dir.file("bad.csv").path))
-        assertNoEmails([result.stdout, result.stderr, lines.joined(separator: "\n")], [])
+        assertNoEmails(
+            [result.stdout, result.stderr, lines.joined(separator: "\n")],
+            good.emails + (1...5).map { "bad\($0)@example.invalid" })
         XCTAssertEqual(try scanTable(table, environment: env).raw.count, 5)
     }
 
@@ -339,13 +347,15 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
     }
 
     func testLoad_missingTable_exit1_oneLineNamingSourceLineAndAWSCode() throws {
-        try ExportFixture.make(count: 10).write(to: dir.file("t.csv"))
+        let export = ExportFixture.make(count: 10)
+        try export.write(to: dir.file("t.csv"))
         let result = try Hemstream.run(["load", "--table", "no-such-table", dir.file("t.csv").path], environment: env)
         XCTAssertEqual(result.exitCode, 1, result.stderr)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
-        XCTAssertTrue(result.stderr.contains("t.csv line "), result.stderr)
+        XCTAssertNotNil(
+            result.stderr.range(of: #"t\.csv:[0-9]+: "#, options: .regularExpression), "SOURCE:LINE: \(result.stderr)")
         XCTAssertTrue(result.stderr.contains("ResourceNotFoundException"), result.stderr)
-        assertNoEmails([result.stdout, result.stderr], [])
+        assertNoEmails([result.stdout, result.stderr], export.emails)
     }
 
     func testLoad_incrementalWithUnsortedExport_exit1_namesTheLine() throws {
@@ -357,9 +367,32 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         let result = try load([dir.file("day2.csv").path, "--previous", dir.file("day1.csv").path])
         XCTAssertEqual(result.exitCode, 1, result.stderr)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
-        XCTAssertTrue(result.stderr.contains("day2.csv"), result.stderr)
-        XCTAssertTrue(result.stderr.contains("13"), "the line of the out-of-order hem: \(result.stderr)")
-        assertNoEmails([result.stdout, result.stderr], [])
+        // Rows 10 and 11 swapped: row 11 (line 13, the header is line 1) is lower than row 10 on line 12.
+        let hems = day1.rows.map(\.hem)
+        XCTAssertTrue(
+            result.stderr.hasPrefix("hemstream load: \(dir.file("day2.csv").path):13: hem \(hems[10]) is out of order"),
+            "SOURCE:LINE of the out-of-order hem: \(result.stderr)")
+        XCTAssertTrue(result.stderr.contains("lower than hem \(hems[11]) on line 12"), result.stderr)
+        assertNoEmails([result.stdout, result.stderr], day1.emails)
+    }
+
+    /// Memory stays flat whatever the export's size: each read runs in a process of its own,
+    /// so its peak RSS is its own and not a high-water mark left by other tests.
+    func testLoad_dryRunOfGzipExport_peakRSSDoesNotGrowWithTheRows() throws {
+        func peak(rows: Int) throws -> Int {
+            let csv = dir.file("rss-\(rows).csv")
+            try ExportFixture.make(count: rows, salt: "rss").write(to: csv)
+            let gzip = try ChildProcess.run("gzip", ["-f", csv.path])
+            XCTAssertEqual(gzip.exitCode, 0, gzip.stderr)
+            let run = try ChildProcess.peakRSS(
+                Hemstream.binaryPath, ["load", "--table", table, "--dry-run", csv.path + ".gz"], environment: env)
+            XCTAssertEqual(run.exitCode, 0, run.stderr)
+            return run.peakRSS
+        }
+        let small = try peak(rows: 20_000)
+        let large = try peak(rows: 200_000)  // ~20 MB of CSV
+        let mib = { (bytes: Int) in bytes / 1_048_576 }
+        XCTAssertLessThan(large - small, 10 * 1_048_576, "20k rows: \(mib(small)) MiB, 200k rows: \(mib(large)) MiB")
     }
 
     func testLoad_gzipFromS3Prefix_tableMatchesExport() throws {
@@ -399,19 +432,35 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         XCTAssertEqual(try scanTable(table, environment: env).raw.count, 0)
     }
 
-    func testLoad_metricsCloudWatch_publishesItemsProcessedPerFile() throws {
-        try ExportFixture.make(count: 30).write(to: dir.file("m.csv"))
+    func testLoad_metricsCloudWatch_publishesItemsProcessedAndFailedPerFile_withTheirValues() throws {
+        let export = ExportFixture.make(count: 30)
+        let file = dir.file("m.csv")
+        try (export.csv + "not-a-hem,VUP-1,,,2026-11-24T06:00:00Z\n\(ExportFixture.hexHash("m")),VUP-1,,,\n").write(
+            to: file, atomically: true, encoding: .utf8)
         let namespace = "Hemstream/Test-\(table)"
-        let result = try load([dir.file("m.csv").path, "--metrics", "cloudwatch", "--metrics-namespace", namespace])
-        XCTAssertEqual(result.exitCode, 0, result.stderr)
-        let listed = try runAsync {
-            let client = AWSClient(configuration: try AWSConfiguration.resolve(region: nil, environment: self.env))
-            return try await client.query(
-                .cloudWatch, action: "ListMetrics", version: "2010-08-01", parameters: [("Namespace", namespace)])
+        let start = Date().addingTimeInterval(-600)
+        let result = try load([file.path, "--metrics", "cloudwatch", "--metrics-namespace", namespace])
+        XCTAssertEqual(result.exitCode, 2, result.stderr)
+        let end = Date().addingTimeInterval(600)
+        /// The sum of `metric` for this file, as CloudWatch has it.
+        func sum(_ metric: String) throws -> Double? {
+            let xml = try runAsync {
+                let client = AWSClient(configuration: try AWSConfiguration.resolve(region: nil, environment: self.env))
+                return try await client.query(
+                    .cloudWatch, action: "GetMetricStatistics", version: "2010-08-01",
+                    parameters: [
+                        ("Namespace", namespace), ("MetricName", metric),
+                        ("Dimensions.member.1.Name", "File"), ("Dimensions.member.1.Value", file.path),
+                        ("StartTime", ISO8601DateFormatter().string(from: start)),
+                        ("EndTime", ISO8601DateFormatter().string(from: end)),
+                        ("Period", "3600"), ("Statistics.member.1", "Sum"),
+                    ])
+            }
+            let sums = xml.matches(of: /<Sum>([0-9.]+)<\/Sum>/).compactMap { Double($0.1) }
+            return sums.isEmpty ? nil : sums.reduce(0, +)
         }
-        XCTAssertTrue(listed.contains("ItemsProcessed"), listed)
-        XCTAssertTrue(listed.contains("ItemsFailed"), listed)
-        XCTAssertTrue(listed.contains("m.csv"), listed)
+        XCTAssertEqual(try sum("ItemsProcessed"), 30, "every valid row written, counted once")
+        XCTAssertEqual(try sum("ItemsFailed"), 2, "the two rejected rows")
     }
 }
 
