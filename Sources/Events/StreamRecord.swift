@@ -35,28 +35,30 @@ public struct StreamRecord: Sendable {
         oldImage = d["OldImage"]?.objectValue.map(ItemImage.init)
     }
 
-    /// A GetRecords answer: its records and `NextShardIterator` (nil at a closed shard's end).
-    /// Bytes go through the tape parser; a body it leaves to the canonical parser (escapes,
-    /// non-ASCII text, a repeated key) is parsed as a JSON tree, with the same result.
-    public static func readPage(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord], nextIterator: String?) {
+    /// A GetRecords answer: its records (nil when it has no `Records` array) and
+    /// `NextShardIterator` (nil at a closed shard's end). Bytes go through the tape parser; a
+    /// body it leaves to the canonical parser (escapes, non-ASCII text, a repeated key) is parsed
+    /// as a JSON tree, with the same result.
+    public static func readPage(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord]?, nextIterator: String?) {
         if let fast = body.withUnsafeBufferPointer({ readTape($0) }) { return fast }
         let answer = body.isEmpty ? JSON.object([:]) : try JSON.parse(body)
-        return ((answer["Records"]?.arrayValue ?? []).map(StreamRecord.init), answer["NextShardIterator"]?.stringValue)
+        return (answer["Records"]?.arrayValue?.map(StreamRecord.init), answer["NextShardIterator"]?.stringValue)
     }
 
-    static func readTape(_ bytes: UnsafeBufferPointer<UInt8>) -> (records: [StreamRecord], nextIterator: String?)? {
+    static func readTape(_ bytes: UnsafeBufferPointer<UInt8>) -> (records: [StreamRecord]?, nextIterator: String?)? {
         guard bytes.count > 0, bytes.count < Int(Int32.max) else { return nil }
         var parser = TapeParser(bytes: bytes, tokens: [])
         parser.tokens.reserveCapacity(bytes.count / 12)
         guard parser.parseDocument(), parser.tokens.first?.kind == .object else { return nil }
         return parser.tokens.withUnsafeBufferPointer { tokens in
             let tape = Tape(bytes: bytes, tokens: tokens)
-            var records: [StreamRecord] = []
+            var records: [StreamRecord]?
             if let list = tape.member(0, "Records"), tokens[list].kind == .array {
-                records.reserveCapacity(Int(tokens[list].count))
+                records = []
+                records!.reserveCapacity(Int(tokens[list].count))
                 var t = list + 1
                 for _ in 0..<tokens[list].count {
-                    records.append(StreamRecord(tape, t))
+                    records!.append(StreamRecord(tape, t))
                     t = Int(tokens[t].next)
                 }
             }

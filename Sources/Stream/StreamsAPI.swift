@@ -143,7 +143,7 @@ public struct StreamsAPI: Sendable {
         let body = try await call { try await client.dynamoDBStreamsRaw("GetRecords", body: request.serializedBytes()) }
         do {
             let page = try StreamRecord.readPage(body)
-            return RecordsPage(records: page.records, nextIterator: page.nextIterator)
+            return RecordsPage(records: page.records ?? [], nextIterator: page.nextIterator)
         } catch {
             throw .other(
                 AWSError(
