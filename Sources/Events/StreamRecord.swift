@@ -39,7 +39,8 @@ public struct StreamRecord: Sendable {
     /// `NextShardIterator` (nil at a closed shard's end). Bytes go through the tape parser; a
     /// body it leaves to the canonical parser (escapes, non-ASCII text, a repeated key) is parsed
     /// as a JSON tree, with the same result.
-    public static func readPage(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord]?, nextIterator: String?) {
+    public static func readPage(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord]?, nextIterator: String?)
+    {
         if let fast = body.withUnsafeBufferPointer({ readTape($0) }) { return fast }
         let answer = body.isEmpty ? JSON.object([:]) : try JSON.parse(body)
         return (answer["Records"]?.arrayValue?.map(StreamRecord.init), answer["NextShardIterator"]?.stringValue)
@@ -189,16 +190,21 @@ public struct ItemImage: Sendable {
 
     func string(at i: Int) -> String? {
         let a = attributes[i]
-        if a.plainString { return String(decoding: bytes[Int(a.value.lowerBound + 6)..<Int(a.value.upperBound - 2)], as: UTF8.self) }
+        if a.plainString {
+            return String(decoding: bytes[Int(a.value.lowerBound + 6)..<Int(a.value.upperBound - 2)], as: UTF8.self)
+        }
         return value(at: i)["S"]?.stringValue
     }
 
     /// Attribute `i`'s value as JSON (the slow path for values that are not plain strings).
     func value(at i: Int) -> JSON {
-        (try? JSON.parse(Array(bytes[Int(attributes[i].value.lowerBound)..<Int(attributes[i].value.upperBound)]))) ?? .null
+        (try? JSON.parse(Array(bytes[Int(attributes[i].value.lowerBound)..<Int(attributes[i].value.upperBound)])))
+            ?? .null
     }
 
-    func name(at i: Int) -> ArraySlice<UInt8> { bytes[Int(attributes[i].name.lowerBound)..<Int(attributes[i].name.upperBound)] }
+    func name(at i: Int) -> ArraySlice<UInt8> {
+        bytes[Int(attributes[i].name.lowerBound)..<Int(attributes[i].name.upperBound)]
+    }
     func valueBytes(at i: Int) -> ArraySlice<UInt8> {
         bytes[Int(attributes[i].value.lowerBound)..<Int(attributes[i].value.upperBound)]
     }
@@ -211,5 +217,7 @@ extension Tape {
         return String(decoding: UnsafeBufferPointer(rebasing: bytes[tokens[t].range]), as: UTF8.self)
     }
 
-    func text(_ t: Int) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[tokens[t].range]), as: UTF8.self) }
+    func text(_ t: Int) -> String {
+        String(decoding: UnsafeBufferPointer(rebasing: bytes[tokens[t].range]), as: UTF8.self)
+    }
 }

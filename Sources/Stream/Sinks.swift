@@ -39,7 +39,8 @@ public final class KafkaEventSink: EventSink {
                     copy: false)
                 return
             }
-            var id = headers.id, type = headers.type
+            var id = headers.id
+            var type = headers.type
             try id.withUTF8 { id in
                 try type.withUTF8 { type in
                     try withUnsafeTemporaryAllocation(of: KafkaRawHeader.self, capacity: 4) { h in

@@ -36,11 +36,14 @@ final class StreamRecordTests: XCTestCase {
     /// Events (or the error) for each record, through a fresh detector, flushed at the end.
     func events(_ records: [StreamRecord], key: [UInt8]? = nil) throws -> [String] {
         var det = ChangeDetector(
-            region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load(), piiKey: key)
+            region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load(), piiKey: key
+        )
         var out: [String] = []
         for r in records {
             do {
-                out += try det.ingestTracked(r, shardID: "s1", streamARN: T.arn).events.map { String(decoding: $0.bytes, as: UTF8.self) }
+                out += try det.ingestTracked(r, shardID: "s1", streamARN: T.arn).events.map {
+                    String(decoding: $0.bytes, as: UTF8.self)
+                }
             } catch {
                 out.append("error: \(error)")
             }
@@ -60,8 +63,10 @@ final class StreamRecordTests: XCTestCase {
                 let fromBytes = try events(records, key: key)
                 let fromTree = try events(page["Records"]!.arrayValue!.map(StreamRecord.init), key: key)
                 XCTAssertEqual(fromBytes, fromTree, domain)
-                XCTAssertEqual(fromBytes.filter { $0.hasPrefix("error:") }, ["error: MODIFY record missing OldImage or NewImage"])
-                XCTAssertEqual(records.last?.keyHem, T.hem, "a record it cannot read keeps its keys for the dead letter")
+                XCTAssertEqual(
+                    fromBytes.filter { $0.hasPrefix("error:") }, ["error: MODIFY record missing OldImage or NewImage"])
+                XCTAssertEqual(
+                    records.last?.keyHem, T.hem, "a record it cannot read keeps its keys for the dead letter")
                 XCTAssertFalse(fromBytes.joined().contains("@example.invalid"))
             }
         }
