@@ -121,7 +121,7 @@ struct LoadCommand: AsyncParsableCommand {
                 await publishMetrics(summary, client: readClient)
             }
         }
-        rejectsFile?.flush()
+        try rejectsFile?.flush()
 
         var totals = SourceSummary(source: "*")
         for summary in summaries {
