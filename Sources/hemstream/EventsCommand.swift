@@ -2,6 +2,7 @@ import ArgumentParser
 import Events
 import Foundation
 import JSON
+import Publish
 
 struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,20 +36,38 @@ struct EventsCommand: AsyncParsableCommand {
                 for e in events { FileHandle.standardOutput.write(Data(e.encoded() + [10])) }
             }
             for file in files {
-                guard let data = FileManager.default.contents(atPath: file) else { fail("\(file): cannot read") }
-                let text = String(decoding: data, as: UTF8.self)
-                for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                // Streamed line by line: a shard's dump can be far larger than memory should hold.
+                let fd = open(file, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { fail("\(file): cannot read: \(String(cString: strerror(errno)))") }
+                defer { close(fd) }
+                var reader = LineReader(fd: fd, maxLineBytes: Self.maxLineBytes)
+                var n = 0
+                while !reader.atEnd {
+                    guard let next = reader.nextInBuffer() else {
+                        reader.fill()
+                        if let error = reader.error { fail("\(file):\(n + 1): read failed: \(error)") }
+                        continue
+                    }
+                    n += 1
+                    guard case .line(let range) = next else {
+                        fail("\(file):\(n): longer than \(Self.maxLineBytes) bytes (the line limit)")
+                    }
+                    let line = Array(reader.buffer[range])
+                    if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
                     let body: JSON
-                    do { body = try JSON.parse(String(line)) } catch { fail("\(file):\(n + 1): not JSON (\(error))") }
-                    guard let records = body["Records"]?.arrayValue else { fail("\(file):\(n + 1): missing Records") }
+                    do { body = try JSON.parse(line) } catch { fail("\(file):\(n): not JSON (\(error))") }
+                    guard let records = body["Records"]?.arrayValue else { fail("\(file):\(n): missing Records") }
                     for (i, r) in records.enumerated() {
                         do { emit(try det.ingest(r, shardID: file, streamARN: "file:" + file)) }
-                        catch { fail("\(file):\(n + 1): Records[\(i)]: \(error.description)") }
+                        catch { fail("\(file):\(n): Records[\(i)]: \(error.description)") }
                     }
                 }
             }
             emit(det.flush())
         }
+
+        /// A GetRecords body is at most 1 MB of records; its JSON text stays well under this.
+        static let maxLineBytes = 16 << 20
 
         func fail(_ message: String) -> Never {
             FileHandle.standardError.write(Data(("hemstream events explain: " + message + "\n").utf8))
