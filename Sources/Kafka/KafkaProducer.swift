@@ -72,7 +72,9 @@ public final class KafkaProducer: @unchecked Sendable {
         try Self.metadata(client: client, bootstrapServers: bootstrapServers, timeout: timeout)
     }
 
-    /// Waits in slices of at most 200 ms, so `shouldStop` is heard within that.
+    /// Waits in slices of at most 200 ms, so `shouldStop` is heard within that; a transient
+    /// failure (a connection refused or dropped while a broker starts) is asked again until the
+    /// deadline, as librdkafka itself reconnects.
     static func metadata(
         client: RDKafkaClient, bootstrapServers: String, timeout: Duration, shouldStop: () -> Bool = { false }
     ) throws(KafkaError) -> KafkaClusterMetadata {
@@ -80,10 +82,16 @@ public final class KafkaProducer: @unchecked Sendable {
         while true {
             if shouldStop() { throw KafkaError.stopped("while waiting for Kafka brokers \(bootstrapServers)") }
             let slice = min(.milliseconds(200), max(.milliseconds(1), deadline - ContinuousClock.now))
+            let started = ContinuousClock.now
             switch client.metadata(timeoutMs: slice.milliseconds) {
             case .success(let md): return md
             case .failure(var error):
-                if error.code == RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue, ContinuousClock.now < deadline { continue }
+                if error.isRetriable, ContinuousClock.now < deadline {
+                    // A failure that came back at once is not retried in a busy loop.
+                    let rest = slice - (ContinuousClock.now - started)
+                    if rest > .zero { Thread.sleep(forTimeInterval: Double(rest.milliseconds) / 1000) }
+                    continue
+                }
                 let why = client.context.lastError.withLock { $0 } ?? error.message
                 error.message = "cannot reach Kafka brokers \(bootstrapServers) within \(timeout.seconds) s: \(why)"
                 throw error

@@ -36,11 +36,12 @@ final class PublishLimitsTests: XCTestCase {
     /// The signal handler is in place before the metadata wait: SIGTERM while the brokers do not
     /// answer ends the wait at once with a summary, instead of killing the process.
     func testPublish_whenSIGTERMDuringMetadataWait_stopsCleanlyWithASummary() throws {
-        let mock = try KafkaMockProcess(["--topic", "t:1"])
-        mock.child.signal(SIGSTOP)  // connections are accepted by the kernel, never answered
-        defer { mock.child.signal(SIGCONT) }
+        // A listener that takes the connection and never answers (it waits for an HTTP head that
+        // Kafka's binary protocol never sends): a broker that hangs.
+        let silent = try ScriptedHTTPServer(responses: [.drop])
+        let brokers = "127.0.0.1:\(silent.port)"
         let child = try BackgroundProcess(
-            Hemstream.binaryPath, ["publish", "--brokers", mock.brokers, "--topic", "t", "--metadata-timeout", "120", "-"])
+            Hemstream.binaryPath, ["publish", "--brokers", brokers, "--topic", "t", "--metadata-timeout", "120", "-"])
         // Waiting for metadata once librdkafka's threads exist (created right before the wait).
         let deadline = Date().addingTimeInterval(60)
         while !Self.hasThread(named: "rdk:main", in: child.process.processIdentifier), Date() < deadline {
