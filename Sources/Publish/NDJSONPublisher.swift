@@ -199,6 +199,13 @@ public final class NDJSONPublisher: Sendable {
         }
         producer.close(flushTimeout: flushTimeout)
         var summary = progress
+        // Every line read is published, rejected or failed. Should librdkafka still owe reports
+        // after the purge (close waits 10 s for them), those lines count as failed, not as nothing.
+        let unreported = summary.read - summary.published - summary.rejected - summary.failed
+        if unreported > 0 {
+            summary.failed += unreported
+            report("\(unreported) lines not acknowledged: librdkafka gave no delivery report for them after the purge")
+        }
         summary.interrupted = shouldStop && fatal == nil
         let cannotRead = unreadable.names.withLock { $0 }
         summary.fatal = (fatal ?? producer.fatalError)?.description
