@@ -194,7 +194,9 @@ public final class NDJSONPublisher: Sendable {
                 chunk.bytes = []
                 pinned.release(slot)
             } else {
-                queue.recycle(chunk.bytes)
+                let bytes = chunk.bytes
+                chunk.bytes = []
+                queue.recycle(consume bytes)
             }
         }
         producer.close(flushTimeout: flushTimeout)
@@ -492,10 +494,12 @@ final class ChunkQueue: @unchecked Sendable {
         return chunk
     }
 
-    func recycle(_ buffer: [UInt8]) {
+    /// Takes the caller's reference (`consuming`): a buffer still shared when the reader takes
+    /// it back would be copied whole on its first write.
+    func recycle(_ buffer: consuming [UInt8]) {
         guard buffer.count >= LineReader.blockSize else { return }
         condition.lock()
-        if spare.count < capacity + 2 { spare.append(buffer) }
+        if spare.count < capacity + 2 { spare.append(consume buffer) }
         condition.unlock()
     }
 
@@ -541,10 +545,10 @@ final class PinnedBuffers: @unchecked Sendable {
     private var buffers: [[UInt8]?] = Array(repeating: nil, count: PinnedBuffers.slots)
     private var counts = [Int](repeating: 0, count: PinnedBuffers.slots)
     private var free = Array((0..<PinnedBuffers.slots).reversed())
-    private var _recycler: (@Sendable ([UInt8]) -> Void)?
+    private var _recycler: (@Sendable (consuming [UInt8]) -> Void)?
 
     /// Where released buffers go (the reader's pool).
-    var recycler: (@Sendable ([UInt8]) -> Void)? {
+    var recycler: (@Sendable (consuming [UInt8]) -> Void)? {
         get { lock.withLock { _recycler } }
         set { lock.withLock { _recycler = newValue } }
     }
@@ -562,14 +566,16 @@ final class PinnedBuffers: @unchecked Sendable {
     func retain(_ slot: Int) { lock.withLock { counts[slot] += 1 } }
 
     func release(_ slot: Int) {
-        let done: ([UInt8], (@Sendable ([UInt8]) -> Void)?)? = lock.withLock {
+        var bytes: [UInt8]?
+        let recycle = lock.withLock { () -> (@Sendable (consuming [UInt8]) -> Void)? in
             counts[slot] -= 1
-            guard counts[slot] == 0, let bytes = buffers[slot] else { return nil }
-            buffers[slot] = nil
+            guard counts[slot] == 0 else { return nil }
+            bytes = buffers[slot].take()
             free.append(slot)
-            return (bytes, _recycler)
+            return _recycler
         }
-        if let (bytes, recycle) = done { recycle?(bytes) }
+        // Handed on without a second reference, so the reader gets it back unshared.
+        if let recycle, let last = bytes.take() { recycle(consume last) }
     }
 }
 
@@ -645,9 +651,11 @@ public struct LineReader {
     }
 
     /// Hands over the current buffer (ranges returned so far stay valid in it) and carries the
-    /// unfinished line over into `replacement`.
-    mutating func takeBuffer(replacement: [UInt8]) -> [UInt8] {
-        var next = replacement.count >= Self.blockSize ? replacement : [UInt8](repeating: 0, count: Self.blockSize)
+    /// unfinished line over into `replacement`, taken over without a second reference (a
+    /// borrowed one made the first write below copy the whole megabyte).
+    mutating func takeBuffer(replacement: consuming [UInt8]) -> [UInt8] {
+        var next = consume replacement
+        if next.count < Self.blockSize { next = [UInt8](repeating: 0, count: Self.blockSize) }
         let tail = end - start
         if next.count < tail { next = [UInt8](repeating: 0, count: tail * 2) }
         if tail > 0 {
