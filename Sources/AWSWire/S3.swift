@@ -71,15 +71,27 @@ extension AWSClient {
     }
 
     /// S3 GetObject, streamed: returns once the answer's headers are in, then hands out the
-    /// body in chunks with at most a few MiB buffered (the download waits for the reader).
-    /// `offset` starts the object at that byte (a Range request), for resuming.
+    /// body in chunks with at most a few MiB read ahead (the download waits for the reader).
+    /// `offset` starts the object at that byte (a Range request). A download that breaks
+    /// mid-object is resumed from the last byte received (see `S3ObjectStream`).
     public func s3GetObject(bucket: String, key: String, from offset: Int64 = 0) async throws -> S3ObjectStream {
+        let part = try await s3OpenObject(bucket: bucket, key: key, from: offset, ifMatch: nil)
+        return S3ObjectStream(client: self, bucket: bucket, key: key, offset: offset, first: part)
+    }
+
+    /// One GetObject request, answered with its headers and a buffer the body streams into.
+    /// With `ifMatch` (a resume), only a 206 that starts at `offset` is accepted: anything
+    /// else would splice another version of the object, or the wrong bytes, into the stream.
+    func s3OpenObject(bucket: String, key: String, from offset: Int64, ifMatch: String?) async throws
+        -> S3ObjectPart
+    {
         var headers: [(String, String)] = []
         if offset > 0 { headers.append(("Range", "bytes=\(offset)-")) }
+        if let ifMatch { headers.append(("If-Match", ifMatch)) }
         var call = s3Call(method: "GET", bucket: bucket, key: key, operation: "GetObject", headers: headers)
         call.timeout = 0
         let finalCall = call
-        return try await withRetries(finalCall) { _ in
+        let part = try await withRetries(finalCall) { _ in
             let credentials = try await self.credentialsFor(finalCall)
             let request = self.prepare(finalCall, credentials: credentials, payloadHash: emptyPayloadHash, date: Date())
             let buffer = StreamBuffer(chunkSize: 256 * 1024, limit: 4 * 1024 * 1024)
@@ -91,44 +103,142 @@ extension AWSClient {
                 }
             }
             switch head {
-            case .streaming(let headers):
-                let length = headers["content-length"].flatMap(Int64.init)
-                return S3ObjectStream(buffer: buffer, contentLength: length, service: .s3)
+            case .streaming(let status, let headers):
+                return S3ObjectPart(buffer: buffer, status: status, headers: headers)
             case .failed(let status, let headers, let body):
                 throw ErrorDecoder.decode(status: status, headers: headers, body: body, service: .s3, operation: "GetObject")
             case .transport(let error):
                 throw error.awsError(service: .s3, operation: "GetObject")
             }
         }
+        if ifMatch != nil || offset > 0 {
+            let range = part.headers["content-range"] ?? ""
+            guard part.status == 206, range.hasPrefix("bytes \(offset)-") else {
+                part.buffer.cancel()
+                throw AWSError(
+                    kind: .malformedResponse, service: .s3, operation: "GetObject",
+                    message: "asked for the object from byte \(offset), got HTTP \(part.status) with Content-Range '\(range)'")
+            }
+        }
+        return part
     }
+}
+
+/// One GetObject answer: its status and headers, and the buffer its body streams into.
+struct S3ObjectPart: Sendable {
+    var buffer: StreamBuffer
+    var status: Int
+    var headers: HTTPHeaders
 }
 
 /// The body of an S3 object as it arrives. Dropping the stream aborts the download.
+///
+/// A download that breaks mid-object (reset connection, stalled transfer) is resumed with a
+/// Range request from the last byte handed out, `If-Match` the ETag of the first answer, so a
+/// replaced object fails the read instead of being spliced. At most `maxResumes` breaks in a
+/// row without a byte in between; an object without an ETag is not resumed.
 public final class S3ObjectStream: Sendable {
+    /// Breaks in a row (no byte received between them) after which the read fails.
+    public static let maxResumes = 5
     /// Bytes still to come when the stream was opened (from Content-Length).
     public let contentLength: Int64?
-    let buffer: StreamBuffer
-    let service: AWSService
+    /// The object's ETag from the first answer, which every resume must match.
+    public let etag: String?
+    let client: AWSClient
+    let bucket: String
+    let key: String
+    private let state: Mutex<State>
 
-    init(buffer: StreamBuffer, contentLength: Int64?, service: AWSService) {
-        self.buffer = buffer
-        self.contentLength = contentLength
-        self.service = service
+    private struct State {
+        var buffer: StreamBuffer
+        /// Offset of the next byte to hand out.
+        var position: Int64
+        var breaksInARow = 0
+        var resumes = 0
+        var cancelled = false
     }
 
-    /// The next chunk, or nil at the end of the object. A broken download throws.
+    init(client: AWSClient, bucket: String, key: String, offset: Int64, first: S3ObjectPart) {
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        contentLength = first.headers["content-length"].flatMap(Int64.init)
+        etag = first.headers["etag"]
+        state = Mutex(State(buffer: first.buffer, position: offset))
+    }
+
+    /// How many times a broken download was resumed so far.
+    public var resumes: Int { state.withLock { $0.resumes } }
+
+    /// The next chunk, or nil at the end of the object. Throws when the download broke and
+    /// could not be resumed, or the object changed since the stream was opened.
     public func next() async throws -> [UInt8]? {
-        try await buffer.next()
+        while true {
+            let buffer = state.withLock { $0.buffer }
+            let broken: AWSError
+            do {
+                guard let chunk = try await buffer.next() else { return nil }
+                state.withLock {
+                    $0.position += Int64(chunk.count)
+                    $0.breaksInARow = 0
+                }
+                return chunk
+            } catch let error as AWSError {
+                broken = error
+            }
+            let (position, breaks, cancelled) = state.withLock { s -> (Int64, Int, Bool) in
+                s.breaksInARow += 1
+                return (s.position, s.breaksInARow, s.cancelled)
+            }
+            guard !cancelled else { return nil }
+            guard let etag else {
+                var error = broken
+                error.message += " (download broken mid-object; the object has no ETag to resume against)"
+                throw error
+            }
+            guard breaks <= Self.maxResumes else {
+                var error = broken
+                error.message += " (download broken mid-object at byte \(position); gave up after \(Self.maxResumes) resumes in a row)"
+                throw error
+            }
+            let part: S3ObjectPart
+            do {
+                part = try await client.s3OpenObject(bucket: bucket, key: key, from: position, ifMatch: etag)
+            } catch var error as AWSError {
+                if error.httpStatus == 412 {
+                    error.message = "the object changed while it was being read (its ETag no longer matches); read it again from the start"
+                } else {
+                    error.message += " (resuming at byte \(position))"
+                }
+                throw error
+            }
+            let replaced = state.withLock { s -> Bool in
+                if s.cancelled { return false }
+                s.buffer = part.buffer
+                s.resumes += 1
+                return true
+            }
+            if !replaced {
+                part.buffer.cancel()
+                return nil
+            }
+        }
     }
 
     /// Stops the download early.
-    public func cancel() { buffer.cancel() }
+    public func cancel() {
+        let buffer = state.withLock { s -> StreamBuffer in
+            s.cancelled = true
+            return s.buffer
+        }
+        buffer.cancel()
+    }
 
-    deinit { buffer.cancel() }
+    deinit { cancel() }
 }
 
 enum StreamHead: Sendable {
-    case streaming(HTTPHeaders)
+    case streaming(status: Int, HTTPHeaders)
     case failed(status: Int, headers: HTTPHeaders, body: [UInt8])
     case transport(TransportError)
 }
@@ -156,6 +266,9 @@ final class StreamBuffer: Sendable {
         self.chunkSize = chunkSize
         self.limit = limit
     }
+
+    /// Bytes the buffer holds on to, chunks handed out included (what it costs in memory).
+    var retainedBytes: Int { state.withLock { s in s.chunks.reduce(0) { $0 + $1.count } } }
 
     /// Producer: hands over one chunk; blocks while the buffer is full. False once cancelled.
     func push(_ chunk: [UInt8]) -> Bool {
@@ -216,9 +329,16 @@ final class StreamBuffer: Sendable {
             let outcome = state.withLock { s -> Outcome in
                 if s.head < s.chunks.count {
                     let chunk = s.chunks[s.head]
+                    // Let go of the chunk at once: while the download stays ahead of the reader
+                    // `head` never catches up with the end, and kept slots would hold every
+                    // chunk of the object.
+                    s.chunks[s.head] = []
                     s.head += 1
                     if s.head == s.chunks.count {
                         s.chunks.removeAll(keepingCapacity: true)
+                        s.head = 0
+                    } else if s.head >= 64 && s.head * 2 >= s.chunks.count {
+                        s.chunks.removeFirst(s.head)
                         s.head = 0
                     }
                     s.bufferedBytes -= chunk.count
@@ -270,7 +390,7 @@ final class StreamSink: ResponseSink {
         if (200..<300).contains(status), let head = headContinuation {
             headContinuation = nil
             streaming = true
-            head.resume(returning: .streaming(headers))
+            head.resume(returning: .streaming(status: status, headers))
         }
         return true
     }
@@ -309,9 +429,14 @@ final class StreamSink: ResponseSink {
                 head.resume(returning: .transport(error))
                 return
             }
-            var failure = error.awsError(service: .s3, operation: "GetObject")
-            failure.message += " (download broken mid-object; resume with from: offset)"
-            buffer.finish(failure: failure)
+            // What arrived before the break is handed out first, so the reader's count of
+            // bytes is exactly where a resume starts.
+            if !pending.isEmpty {
+                let chunk = pending
+                pending.removeAll()
+                if !buffer.push(chunk) { return }
+            }
+            buffer.finish(failure: error.awsError(service: .s3, operation: "GetObject"))
         }
     }
 }

@@ -47,6 +47,15 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
         KafkaError(code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, name: "_INVALID_ARG", message: message)
     }
 
+    /// The caller asked to stop (a signal) before the work was done; `_INTR` is librdkafka's
+    /// own code for an interrupted operation.
+    public static func stopped(_ what: String) -> KafkaError {
+        KafkaError(code: RD_KAFKA_RESP_ERR__INTR.rawValue, name: "_INTR", message: "stopped \(what)")
+    }
+
+    /// Whether this is `stopped`: the run was interrupted, nothing failed.
+    public var isStopped: Bool { code == RD_KAFKA_RESP_ERR__INTR.rawValue }
+
     /// Errors librdkafka (or a caller) may retry: transient broker and transport conditions.
     static let retriable: Set<Int32> = Set(
         [

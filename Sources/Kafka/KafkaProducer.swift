@@ -23,9 +23,12 @@ public final class KafkaProducer: @unchecked Sendable {
     /// keeps them quiet. `pollInBackground: false` leaves serving reports (and errors) to the
     /// caller's one sending thread, as kcat does: librdkafka then frees each message on the
     /// thread that allocated it, which glibc's malloc does much faster.
+    /// `shouldStop` is asked while waiting for the brokers: once it says so, the wait ends with
+    /// `KafkaError.stopped` (a signal must not wait out the metadata timeout, nor kill the process).
     public init(
         topic: String, configuration: KafkaConfiguration, createTopic: Bool = false,
         metadataTimeout: Duration = .seconds(10), logLevel: Int32 = -1, pollInBackground: Bool = true,
+        shouldStop: () -> Bool = { false },
         onDelivery: @escaping @Sendable (KafkaDeliveryReport) -> Void
     ) throws(KafkaError) {
         self.topic = topic
@@ -35,7 +38,8 @@ public final class KafkaProducer: @unchecked Sendable {
         // Before any topic handle exists: a handle makes librdkafka ask for the topic in a way
         // that lets brokers auto-create it, which would hide a misspelt topic.
         partitionCount = try Self.checkTopic(
-            topic, client: client, bootstrapServers: bootstrapServers, create: createTopic, timeout: metadataTimeout)
+            topic, client: client, bootstrapServers: bootstrapServers, create: createTopic, timeout: metadataTimeout,
+            shouldStop: shouldStop)
         guard let rkt = rd_kafka_topic_new(client.handle, topic, nil) else {
             throw KafkaError(rd_kafka_last_error(), context: "topic \(topic)")
         }
@@ -72,25 +76,41 @@ public final class KafkaProducer: @unchecked Sendable {
         try Self.metadata(client: client, bootstrapServers: bootstrapServers, timeout: timeout)
     }
 
-    static func metadata(client: RDKafkaClient, bootstrapServers: String, timeout: Duration) throws(KafkaError)
-        -> KafkaClusterMetadata
-    {
-        switch client.metadata(timeoutMs: timeout.milliseconds) {
-        case .success(let md): return md
-        case .failure(var error):
-            let why = client.context.lastError.withLock { $0 } ?? error.message
-            error.message = "cannot reach Kafka brokers \(bootstrapServers) within \(timeout.seconds) s: \(why)"
-            throw error
+    /// Waits in slices of at most 200 ms, so `shouldStop` is heard within that; a transient
+    /// failure (a connection refused or dropped while a broker starts) is asked again until the
+    /// deadline, as librdkafka itself reconnects.
+    static func metadata(
+        client: RDKafkaClient, bootstrapServers: String, timeout: Duration, shouldStop: () -> Bool = { false }
+    ) throws(KafkaError) -> KafkaClusterMetadata {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if shouldStop() { throw KafkaError.stopped("while waiting for Kafka brokers \(bootstrapServers)") }
+            let slice = min(.milliseconds(200), max(.milliseconds(1), deadline - ContinuousClock.now))
+            let started = ContinuousClock.now
+            switch client.metadata(timeoutMs: slice.milliseconds) {
+            case .success(let md): return md
+            case .failure(var error):
+                if error.isRetriable, ContinuousClock.now < deadline {
+                    // A failure that came back at once is not retried in a busy loop.
+                    let rest = slice - (ContinuousClock.now - started)
+                    if rest > .zero { Thread.sleep(forTimeInterval: Double(rest.milliseconds) / 1000) }
+                    continue
+                }
+                let why = client.context.lastError.withLock { $0 } ?? error.message
+                error.message = "cannot reach Kafka brokers \(bootstrapServers) within \(timeout.seconds) s: \(why)"
+                throw error
+            }
         }
     }
 
     /// Checks that the topic exists and returns its partition count; with `create`, asks the
     /// cluster to auto-create it first (local use: brokers with auto-creation on, or the mock).
     static func checkTopic(
-        _ topic: String, client: RDKafkaClient, bootstrapServers: String, create: Bool, timeout: Duration
+        _ topic: String, client: RDKafkaClient, bootstrapServers: String, create: Bool, timeout: Duration,
+        shouldStop: () -> Bool
     ) throws(KafkaError) -> Int {
         func metadata(timeout: Duration) throws(KafkaError) -> KafkaClusterMetadata {
-            try Self.metadata(client: client, bootstrapServers: bootstrapServers, timeout: timeout)
+            try Self.metadata(client: client, bootstrapServers: bootstrapServers, timeout: timeout, shouldStop: shouldStop)
         }
         var md = try metadata(timeout: timeout)
         if md.topics[topic] == nil, create {

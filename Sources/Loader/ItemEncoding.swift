@@ -116,23 +116,39 @@ public enum ItemEncoding {
     public static func writeUnits(forSize size: Int) -> Int { max(1, (size + 1023) / 1024) }
 }
 
-/// Writes JSON bytes straight into memory sized beforehand (see `RawFragment`): no bounds
-/// checks, no reallocation, no retain of prebuilt fragments. The size counts every value
-/// unescaped; a value that needs escaping (rare: a quote in a source) is escaped by JSONWriter
-/// into the `slack` bytes allocated beyond it. When the slack runs out the value is copied
-/// unescaped and `complete` turns false: the caller then encodes again the slow way.
+/// Writes JSON bytes straight into memory sized beforehand (see `RawFragment`): no
+/// reallocation, no retain of prebuilt fragments. The size counts every value unescaped; a
+/// value that needs escaping (rare: a quote in a source) is escaped by JSONWriter into the
+/// slack allocated beyond it. Every write checks its room against `end` before it touches
+/// memory: when a write would not fit (the slack ran out, or a size was miscounted) nothing
+/// more is written and `complete` turns false; the caller then encodes again the slow way.
 struct RawSink {
     var cursor: UnsafeMutablePointer<UInt8>
-    var slack: Int
+    /// One past the last byte this sink may write.
+    let end: UnsafeMutablePointer<UInt8>
     var complete = true
+
+    init(cursor: UnsafeMutablePointer<UInt8>, end: UnsafeMutablePointer<UInt8>) {
+        self.cursor = cursor
+        self.end = end
+    }
+
+    /// True when `count` more bytes fit; otherwise marks the body unusable.
+    @inline(__always) mutating func room(_ count: Int) -> Bool {
+        if complete && end - cursor >= count { return true }
+        complete = false
+        return false
+    }
 
     @inline(__always) mutating func fragment(_ text: StaticString) {
         let count = text.utf8CodeUnitCount
+        guard room(count) else { return }
         cursor.initialize(from: text.utf8Start, count: count)
         cursor += count
     }
 
     @inline(__always) mutating func byte(_ value: UInt8) {
+        guard room(1) else { return }
         cursor.initialize(to: value)
         cursor += 1
     }
@@ -140,8 +156,9 @@ struct RawSink {
     /// `"value"`, copied byte by byte while checking for what JSON must escape.
     @inline(__always) mutating func string(_ value: String) {
         let open = cursor
-        byte(0x22)
-        let copied = value.utf8.withContiguousStorageIfAvailable { buffer -> Bool in
+        let copied = value.utf8.withContiguousStorageIfAvailable { buffer -> Bool? in
+            guard room(buffer.count + 2) else { return nil }
+            byte(0x22)
             guard let base = buffer.baseAddress else { return true }
             cursor.initialize(from: base, count: buffer.count)
             cursor += buffer.count
@@ -152,24 +169,23 @@ struct RawSink {
             }
             return bad == 0
         }
-        byte(0x22)
-        if copied != true { escape(value, at: open) }
+        switch copied {
+        case .some(.some(true)):
+            byte(0x22)
+        case .some(.none):
+            return  // no room: nothing written, `complete` is false
+        default:
+            // Needs escaping, or the bytes were not contiguous: JSONWriter writes it.
+            escape(value, at: open)
+        }
     }
 
-    /// Rewrites the string just copied at `open` escaped, if the slack allows.
+    /// Writes `value` escaped at `open` (over whatever was copied there), if it fits.
     mutating func escape(_ value: String, at open: UnsafeMutablePointer<UInt8>) {
         var w = JSONWriter(capacity: value.utf8.count + 16)
         w.string(value)
-        let extra = w.bytes.count - (cursor - open)
-        guard extra <= slack else {
-            // The unescaped copy (the length counted for it) stays; the body is not usable.
-            cursor = open + 1
-            for c in value.utf8 { byte(c) }
-            byte(0x22)
-            complete = false
-            return
-        }
-        slack -= extra
+        cursor = open
+        guard room(w.bytes.count) else { return }
         w.bytes.withUnsafeBufferPointer { open.update(from: $0.baseAddress!, count: $0.count) }
         cursor = open + w.bytes.count
     }

@@ -349,7 +349,7 @@ public final class Loader {
                     summary.skippedByCheckpoint += chunk.skipped
                     for rejection in chunk.rejections {
                         summary.rejected[rejection.reason, default: 0] += 1
-                        rejects?.write(rejection)
+                        try rejects?.write(rejection)
                     }
                     // BatchGetItem takes 100 keys at most.
                     var start = 0
@@ -413,7 +413,7 @@ public final class Loader {
             checkpoint.record(.done, for: key, size: size)
             try checkpoint.save()
         }
-        rejects?.flush()
+        try rejects?.flush()
     }
 
     /// The sentinel key of each row's HEM, each once: BatchGetItem rejects a list that names a

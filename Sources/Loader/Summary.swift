@@ -53,19 +53,22 @@ public struct SourceSummary: Sendable {
 }
 
 /// `--rejects FILE`: one JSON line per rejected row: source, line, reason, hem (when valid),
-/// field. Never the email, never the raw row.
+/// field. Never the email, never the raw row. A failed write (a full disk) throws an error
+/// naming the file: the rejects are the record of what was not loaded, so losing them is fatal.
 public final class RejectsFile: @unchecked Sendable {  // written from the loader's one task only
-    private let handle: FileHandle
+    public let path: String
+    private let fd: Int32
     private var buffer: [UInt8] = []
 
     public init(path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-            let handle = FileHandle(forWritingAtPath: path)
-        else { throw CheckpointError(message: "\(path): cannot create the rejects file") }
-        self.handle = handle
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw CheckpointError(message: "\(path): cannot create the rejects file: \(String(cString: strerror(errno)))")
+        }
     }
 
-    public func write(_ rejection: RowRejection) {
+    public func write(_ rejection: RowRejection) throws {
         var w = JSONWriter(capacity: 160)
         w.beginObject()
         w.key("source")
@@ -85,17 +88,25 @@ public final class RejectsFile: @unchecked Sendable {  // written from the loade
         w.endObject()
         buffer.append(contentsOf: w.bytes)
         buffer.append(0x0A)
-        if buffer.count > 60 * 1024 { flush() }
+        if buffer.count > 60 * 1024 { try flush() }
     }
 
-    public func flush() {
+    public func flush() throws {
         if buffer.isEmpty { return }
-        handle.write(Data(buffer))
-        buffer.removeAll(keepingCapacity: true)
+        defer { buffer.removeAll(keepingCapacity: true) }
+        var written = 0
+        while written < buffer.count {
+            let n = buffer.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw CheckpointError(message: "\(path): cannot write the rejects file: \(String(cString: strerror(errno)))")
+            }
+            written += n
+        }
     }
 
     deinit {
-        flush()
-        try? handle.close()
+        try? flush()
+        close(fd)
     }
 }

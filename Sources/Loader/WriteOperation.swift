@@ -192,7 +192,7 @@ public enum RequestBodies {
         var complete = true
         let body = [UInt8](unsafeUninitializedCapacity: length + slack) { buffer, count in
             let base = buffer.baseAddress!
-            var sink = RawSink(cursor: base, slack: slack)
+            var sink = RawSink(cursor: base, end: base + length + slack)
             sink.fragment(Raw.requestItems)
             sink.string(table)
             sink.fragment(Raw.colonBracket)
@@ -202,7 +202,6 @@ public enum RequestBodies {
             }
             sink.fragment(Raw.end)
             count = sink.cursor - base
-            precondition(count == length + slack - sink.slack, "batch body length")
             complete = sink.complete
         }
         return complete ? body : nil
@@ -300,7 +299,7 @@ public enum RequestBodies {
         var complete = true
         let body = [UInt8](unsafeUninitializedCapacity: length + slack) { buffer, count in
             let base = buffer.baseAddress!
-            var sink = RawSink(cursor: base, slack: slack)
+            var sink = RawSink(cursor: base, end: base + length + slack)
             sink.fragment(Raw.requestItems)
             sink.string(table)
             sink.fragment(Raw.keys)
@@ -310,7 +309,6 @@ public enum RequestBodies {
             }
             sink.fragment(Raw.getEnd)
             count = sink.cursor - base
-            precondition(count == length + slack - sink.slack, "batch get body length")
             complete = sink.complete
         }
         return complete ? body : nil

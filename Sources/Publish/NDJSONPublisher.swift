@@ -52,6 +52,8 @@ public final class NDJSONPublisher: Sendable {
     private let tally: Tally
     private let fastPath: CompiledSchema?
     private let pinned: PinnedBuffers
+    /// Longest line accepted; a longer one is rejected by number without being held whole.
+    public let maxLineBytes: Int
     /// Set by a signal handler (or a test) to stop reading and start the bounded flush.
     public let stopRequested = Atomic<Bool>(false)
 
@@ -63,10 +65,12 @@ public final class NDJSONPublisher: Sendable {
     public init(
         topic: String, configuration: KafkaConfiguration, sources: [String], createTopic: Bool = false,
         metadataTimeout: Duration = .seconds(10), logLevel: Int32 = -1,
+        maxLineBytes: Int = LineReader.defaultMaxLineBytes, shouldStop: () -> Bool = { false },
         validate: @escaping @Sendable (JSON) -> [String], fastPath: CompiledSchema? = nil,
         report: @escaping @Sendable (String) -> Void
     ) throws(KafkaError) {
         self.fastPath = fastPath
+        self.maxLineBytes = maxLineBytes
         self.sources = sources.isEmpty ? ["-"] : sources
         self.validate = validate
         self.report = report
@@ -77,7 +81,7 @@ public final class NDJSONPublisher: Sendable {
         let names = self.sources.map { $0 == "-" ? "stdin" : $0 }
         producer = try KafkaProducer(
             topic: topic, configuration: configuration, createTopic: createTopic, metadataTimeout: metadataTimeout,
-            logLevel: logLevel, pollInBackground: false
+            logLevel: logLevel, pollInBackground: false, shouldStop: shouldStop
         ) { dr in
             if let slot = Tag.slot(dr.tag) { pinned.release(slot) }
             if let error = dr.error {
@@ -190,11 +194,20 @@ public final class NDJSONPublisher: Sendable {
                 chunk.bytes = []
                 pinned.release(slot)
             } else {
-                queue.recycle(chunk.bytes)
+                let bytes = chunk.bytes
+                chunk.bytes = []
+                queue.recycle(consume bytes)
             }
         }
         producer.close(flushTimeout: flushTimeout)
         var summary = progress
+        // Every line read is published, rejected or failed. Should librdkafka still owe reports
+        // after the purge (close waits 10 s for them), those lines count as failed, not as nothing.
+        let unreported = summary.read - summary.published - summary.rejected - summary.failed
+        if unreported > 0 {
+            summary.failed += unreported
+            report("\(unreported) lines not acknowledged: librdkafka gave no delivery report for them after the purge")
+        }
         summary.interrupted = shouldStop && fatal == nil
         let cannotRead = unreadable.names.withLock { $0 }
         summary.fatal = (fatal ?? producer.fatalError)?.description
@@ -215,17 +228,22 @@ public final class NDJSONPublisher: Sendable {
                 continue
             }
             defer { if source != "-" { close(fd) } }
-            var reader = LineReader(fd: fd, buffer: queue.buffer())
+            var reader = LineReader(fd: fd, buffer: queue.buffer(), maxLineBytes: maxLineBytes)
             var lineNumber = 0
             var lines: [Job.Line] = []
             lines.reserveCapacity(2048)
             while true {
-                while let r = reader.nextInBuffer() {
+                while let next = reader.nextInBuffer() {
                     lineNumber += 1
+                    let tag = Tag.encode(file: index, line: lineNumber)
+                    guard case .line(let r) = next else {
+                        lines.append(Job.Line(range: 0..<0, tag: tag, tooLong: true))
+                        continue
+                    }
                     let blank = reader.buffer.withUnsafeBufferPointer { all in
                         all[r].allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
                     }
-                    if !blank { lines.append(Job.Line(range: r, tag: Tag.encode(file: index, line: lineNumber))) }
+                    if !blank { lines.append(Job.Line(range: r, tag: tag)) }
                 }
                 if reader.atEnd || shouldStop { break }
                 if !lines.isEmpty {
@@ -253,6 +271,10 @@ public final class NDJSONPublisher: Sendable {
         items.reserveCapacity(job.lines.count + job.reports.count)
         job.bytes.withUnsafeBufferPointer { all in
             for line in job.lines {
+                if line.tooLong {
+                    items.append(.rejected("longer than \(maxLineBytes) bytes (the line limit)", line.tag))
+                    continue
+                }
                 let bytes = UnsafeBufferPointer(rebasing: all[line.range])
                 // The PII guard first: a line holding an email-shaped string never reaches Kafka,
                 // and the rejection names the line, never the value.
@@ -369,6 +391,8 @@ struct Job: Sendable {
     struct Line: Sendable {
         var range: Range<Int>
         var tag: UInt64
+        /// Over the line limit: skipped unread, rejected by number.
+        var tooLong = false
     }
     var sequence = 0
     var bytes: [UInt8]
@@ -470,10 +494,12 @@ final class ChunkQueue: @unchecked Sendable {
         return chunk
     }
 
-    func recycle(_ buffer: [UInt8]) {
+    /// Takes the caller's reference (`consuming`): a buffer still shared when the reader takes
+    /// it back would be copied whole on its first write.
+    func recycle(_ buffer: consuming [UInt8]) {
         guard buffer.count >= LineReader.blockSize else { return }
         condition.lock()
-        if spare.count < capacity + 2 { spare.append(buffer) }
+        if spare.count < capacity + 2 { spare.append(consume buffer) }
         condition.unlock()
     }
 
@@ -519,10 +545,10 @@ final class PinnedBuffers: @unchecked Sendable {
     private var buffers: [[UInt8]?] = Array(repeating: nil, count: PinnedBuffers.slots)
     private var counts = [Int](repeating: 0, count: PinnedBuffers.slots)
     private var free = Array((0..<PinnedBuffers.slots).reversed())
-    private var _recycler: (@Sendable ([UInt8]) -> Void)?
+    private var _recycler: (@Sendable (consuming [UInt8]) -> Void)?
 
     /// Where released buffers go (the reader's pool).
-    var recycler: (@Sendable ([UInt8]) -> Void)? {
+    var recycler: (@Sendable (consuming [UInt8]) -> Void)? {
         get { lock.withLock { _recycler } }
         set { lock.withLock { _recycler = newValue } }
     }
@@ -540,55 +566,96 @@ final class PinnedBuffers: @unchecked Sendable {
     func retain(_ slot: Int) { lock.withLock { counts[slot] += 1 } }
 
     func release(_ slot: Int) {
-        let done: ([UInt8], (@Sendable ([UInt8]) -> Void)?)? = lock.withLock {
+        var bytes: [UInt8]?
+        let recycle = lock.withLock { () -> (@Sendable (consuming [UInt8]) -> Void)? in
             counts[slot] -= 1
-            guard counts[slot] == 0, let bytes = buffers[slot] else { return nil }
-            buffers[slot] = nil
+            guard counts[slot] == 0 else { return nil }
+            bytes = buffers[slot].take()
             free.append(slot)
-            return (bytes, _recycler)
+            return _recycler
         }
-        if let (bytes, recycle) = done { recycle?(bytes) }
+        // Handed on without a second reference, so the reader gets it back unshared.
+        if let recycle, let last = bytes.take() { recycle(consume last) }
     }
 }
 
 /// Lines from a file descriptor, read in large blocks. Waits for input with `poll` in short
-/// slices so a stop request is noticed even while stdin is idle.
-struct LineReader {
+/// slices so a stop request is noticed even while stdin is idle. A line longer than
+/// `maxLineBytes` is skipped as it streams past (never held whole) and returned as `.tooLong`,
+/// so one runaway line costs a bounded buffer, not memory without limit.
+public struct LineReader {
+    /// The default cap on one line: librdkafka's default message.max.bytes (a line over it
+    /// could not be produced anyway).
+    public static let defaultMaxLineBytes = 1_000_000
     static let blockSize = 1 << 20
+
+    /// What `nextInBuffer` found.
+    public enum Line: Equatable {
+        /// A whole line: its bytes are `buffer[range]` (no newline).
+        case line(Range<Int>)
+        /// A line over the cap, skipped.
+        case tooLong
+    }
+
     let fd: Int32
-    private(set) var buffer: [UInt8]
+    public let maxLineBytes: Int
+    public private(set) var buffer: [UInt8]
     private var start = 0
     private var end = 0
     private var eof = false
-    private(set) var error: String?
+    /// Inside a line over the cap: its bytes are dropped until its newline.
+    private var skipping = false
+    public private(set) var error: String?
 
-    init(fd: Int32, buffer: [UInt8]) {
+    public init(fd: Int32, buffer: [UInt8] = [], maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
         self.fd = fd
+        self.maxLineBytes = maxLineBytes
         self.buffer = buffer.count >= Self.blockSize ? buffer : [UInt8](repeating: 0, count: Self.blockSize)
     }
 
     /// True when everything has been read and returned.
-    var atEnd: Bool { eof && start >= end }
+    public var atEnd: Bool { eof && start >= end && !skipping }
 
-    /// The next complete line in the buffer (or, at end of input, the last unterminated one).
-    mutating func nextInBuffer() -> Range<Int>? {
-        guard start < end else { return nil }
-        let found = buffer.withUnsafeBytes { b in
+    /// The next complete line in the buffer (or, at end of input, the last unterminated one);
+    /// nil when more input is needed (`fill`).
+    public mutating func nextInBuffer() -> Line? {
+        let found: Int? = start < end ? buffer.withUnsafeBytes { b in
             memchr(b.baseAddress! + start, 0x0A, end - start).map { $0 - UnsafeMutableRawPointer(mutating: b.baseAddress!) }
+        } : nil
+        if skipping {
+            if let nl = found {
+                start = nl + 1
+                skipping = false
+                return .tooLong
+            }
+            start = end
+            if eof {
+                skipping = false
+                return .tooLong
+            }
+            return nil
         }
         if let nl = found {
             defer { start = nl + 1 }
-            return start..<nl
+            return nl - start > maxLineBytes ? .tooLong : .line(start..<nl)
         }
-        guard eof else { return nil }
+        if end - start > maxLineBytes {
+            // Over the cap before its end is even in sight: drop what is here, skip the rest.
+            skipping = true
+            start = end
+            return nextInBuffer()
+        }
+        guard eof, start < end else { return nil }
         defer { start = end }
-        return start..<end
+        return .line(start..<end)
     }
 
     /// Hands over the current buffer (ranges returned so far stay valid in it) and carries the
-    /// unfinished line over into `replacement`.
-    mutating func takeBuffer(replacement: [UInt8]) -> [UInt8] {
-        var next = replacement.count >= Self.blockSize ? replacement : [UInt8](repeating: 0, count: Self.blockSize)
+    /// unfinished line over into `replacement`, taken over without a second reference (a
+    /// borrowed one made the first write below copy the whole megabyte).
+    mutating func takeBuffer(replacement: consuming [UInt8]) -> [UInt8] {
+        var next = consume replacement
+        if next.count < Self.blockSize { next = [UInt8](repeating: 0, count: Self.blockSize) }
         let tail = end - start
         if next.count < tail { next = [UInt8](repeating: 0, count: tail * 2) }
         if tail > 0 {
@@ -604,7 +671,7 @@ struct LineReader {
     }
 
     /// Reads more input (waiting in slices of 200 ms, checking `shouldStop`).
-    mutating func fill(shouldStop: () -> Bool) {
+    public mutating func fill(shouldStop: () -> Bool = { false }) {
         if start > 0 {
             buffer.withUnsafeMutableBufferPointer { b in
                 _ = memmove(b.baseAddress!, b.baseAddress! + start, end - start)
@@ -612,6 +679,7 @@ struct LineReader {
             end -= start
             start = 0
         }
+        // Grows only while the unfinished line is within the cap (past it, it is skipped).
         if end == buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
         while !shouldStop() {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

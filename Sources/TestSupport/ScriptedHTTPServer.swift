@@ -31,14 +31,18 @@ public struct ScriptedResponse: Sendable {
     public var delay: TimeInterval
     /// Close the connection without answering (a transport failure for the client).
     public var dropConnection: Bool
+    /// Send the headers (Content-Length of the whole body) and only this many body bytes, then
+    /// close the connection: a download broken mid-body.
+    public var cutAfter: Int?
 
     public init(status: Int = 200, headers: [(String, String)] = [], body: [UInt8] = [], delay: TimeInterval = 0,
-                dropConnection: Bool = false) {
+                dropConnection: Bool = false, cutAfter: Int? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
         self.delay = delay
         self.dropConnection = dropConnection
+        self.cutAfter = cutAfter
     }
 
     public static func text(_ status: Int = 200, _ text: String, contentType: String = "text/plain") -> ScriptedResponse {
@@ -211,13 +215,14 @@ public final class ScriptedHTTPServer: Sendable {
             if !hasLength { text += "Content-Length: \(response.body.count)\r\n" }
             text += "\r\n"
             var bytes = Array(text.utf8)
-            if request.method != "HEAD" { bytes += response.body }
+            if request.method != "HEAD" { bytes += response.body.prefix(response.cutAfter ?? response.body.count) }
             var sent = 0
             while sent < bytes.count {
                 let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 if n <= 0 { return }
                 sent += n
             }
+            if response.cutAfter != nil { return }
             if request.header("Connection")?.lowercased() == "close" { return }
         }
     }
@@ -235,6 +240,7 @@ public final class ScriptedHTTPServer: Sendable {
         case 200: return "OK"
         case 204: return "No Content"
         case 206: return "Partial Content"
+        case 412: return "Precondition Failed"
         case 400: return "Bad Request"
         case 401: return "Unauthorized"
         case 403: return "Forbidden"

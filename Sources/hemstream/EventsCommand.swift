@@ -2,6 +2,7 @@ import ArgumentParser
 import Events
 import Foundation
 import JSON
+import Publish
 
 struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,16 +52,31 @@ struct EventsCommand: AsyncParsableCommand {
                 fail(message)
             }
             for file in files {
-                guard let data = FileManager.default.contents(atPath: file) else { failing("\(file): cannot read") }
-                let bytes = [UInt8](data)
-                for (n, line) in bytes.split(separator: 10, omittingEmptySubsequences: false).enumerated() where !Self.isBlank(line) {
+                // Streamed line by line: a shard's dump can be far larger than memory should hold.
+                let fd = open(file, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { failing("\(file): cannot read: \(String(cString: strerror(errno)))") }
+                defer { close(fd) }
+                var reader = LineReader(fd: fd, maxLineBytes: Self.maxLineBytes)
+                var n = 0
+                while !reader.atEnd {
+                    guard let next = reader.nextInBuffer() else {
+                        reader.fill()
+                        if let error = reader.error { failing("\(file):\(n + 1): read failed: \(error)") }
+                        continue
+                    }
+                    n += 1
+                    guard case .line(let range) = next else {
+                        failing("\(file):\(n): longer than \(Self.maxLineBytes) bytes (the line limit)")
+                    }
+                    let line = reader.buffer[range]
+                    if Self.isBlank(line) { continue }
                     // The stream reader's byte-level page reader (a JSON tree only where it must).
                     let page: (records: [StreamRecord]?, nextIterator: String?)
-                    do { page = try StreamRecord.readPage(Array(line)) } catch { failing("\(file):\(n + 1): not JSON (\(error))") }
-                    guard let records = page.records else { failing("\(file):\(n + 1): missing Records") }
+                    do { page = try StreamRecord.readPage(Array(line)) } catch { failing("\(file):\(n): not JSON (\(error))") }
+                    guard let records = page.records else { failing("\(file):\(n): missing Records") }
                     for (i, r) in records.enumerated() {
                         do { emit(try det.ingestTracked(r, shardID: file, streamARN: "file:" + file).events) }
-                        catch { failing("\(file):\(n + 1): Records[\(i)]: \(error.description)") }
+                        catch { failing("\(file):\(n): Records[\(i)]: \(error.description)") }
                     }
                 }
             }
@@ -74,6 +90,9 @@ struct EventsCommand: AsyncParsableCommand {
             guard first >= 0x80 else { return false }
             return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces).isEmpty
         }
+
+        /// A GetRecords body is at most 1 MB of records; its JSON text stays well under this.
+        static let maxLineBytes = 16 << 20
 
         func fail(_ message: String) -> Never {
             FileHandle.standardError.write(Data(("hemstream events explain: " + message + "\n").utf8))

@@ -141,7 +141,7 @@ struct LoadCommand: AsyncParsableCommand {
                 await publishMetrics(summary, client: readClient)
             }
         }
-        rejectsFile?.flush()
+        try rejectsFile?.flush()
 
         var totals = SourceSummary(source: "*")
         for summary in summaries {

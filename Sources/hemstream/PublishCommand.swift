@@ -5,6 +5,7 @@ import Foundation
 import JSON
 import Kafka
 import Publish
+import Synchronization
 
 struct PublishCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -68,16 +69,33 @@ struct PublishCommand: AsyncParsableCommand {
         // The compiled copy passes the common case fast; anything it is not sure about goes to
         // the canonical validator, which decides and words the rejection.
         let compiled = CompiledSchema(schema.root)
+        // Signals are watched before the brokers are: a SIGTERM while waiting for them ends the
+        // wait with a summary, instead of killing the process or waiting out the timeout.
+        let stop = PublishStop()
+        let signals = SignalWatcher { signal in
+            if let publisher = stop.request(signal) {
+                Console.line("hemstream publish: \(signal): stopped reading; flushing (up to \(flushTimeout) s)")
+                publisher.stop()
+            }
+        }
+        defer { signals.cancel() }
         let publisher: NDJSONPublisher
         do {
             publisher = try NDJSONPublisher(
                 topic: topic, configuration: config, sources: files, createTopic: kafka.createTopic,
                 metadataTimeout: .seconds(kafka.metadataTimeout), logLevel: kafka.verbose ? 7 : -1,
+                shouldStop: { stop.signal != nil },
                 validate: { compiled.certainlyValid($0) ? [] : schema.validate($0) }, fastPath: compiled, report: { Console.line($0) })
-        } catch { throw fail(error.description) }
-
-        let signals = SignalWatcher { signal in
-            Console.line("hemstream publish: \(signal): stopped reading; flushing (up to \(flushTimeout) s)")
+        } catch {
+            if error.isStopped, let signal = stop.signal {
+                Console.line("hemstream publish: \(signal): \(error.message); nothing was read")
+                FileHandle.standardOutput.write(Data((NDJSONPublisher.Summary(interrupted: true).json + "\n").utf8))
+                throw Exit.partial
+            }
+            throw fail(error.description)
+        }
+        if let signal = stop.attach(publisher) {
+            Console.line("hemstream publish: \(signal): stopped before reading")
             publisher.stop()
         }
         let progress = Console.stderrIsTerminal ? ProgressLine(publisher) : nil
@@ -88,12 +106,35 @@ struct PublishCommand: AsyncParsableCommand {
             thread.start()
         }
         progress?.stop()
-        signals.cancel()
         withExtendedLifetime(mock) {}
 
         FileHandle.standardOutput.write(Data((summary.json + "\n").utf8))
         if let fatal = summary.fatal { throw fail(fatal) }
         if summary.rejected > 0 || summary.failed > 0 || summary.interrupted { throw Exit.partial }
+    }
+}
+
+/// The first signal, and the publisher it must stop once there is one.
+final class PublishStop: Sendable {
+    private let state = Mutex<(signal: String?, publisher: NDJSONPublisher?)>((nil, nil))
+
+    /// The signal that asked to stop, if any.
+    var signal: String? { state.withLock { $0.signal } }
+
+    /// Records `signal`; returns the publisher to stop, when it exists already.
+    func request(_ signal: String) -> NDJSONPublisher? {
+        state.withLock { s in
+            if s.signal == nil { s.signal = signal }
+            return s.publisher
+        }
+    }
+
+    /// From now on signals stop `publisher`; returns the signal that came before, if one did.
+    func attach(_ publisher: NDJSONPublisher) -> String? {
+        state.withLock { s in
+            s.publisher = publisher
+            return s.signal
+        }
     }
 }
 
