@@ -50,7 +50,7 @@ def actions_of(operation):
 
 LITERAL = re.compile(r'"([A-Z][A-Za-z0-9]+)"')
 FUNC = re.compile(r'\bfunc\s+([A-Za-z_][A-Za-z0-9_]*)\s*[(<]')
-CALL = re.compile(r'\.([A-Za-z_][A-Za-z0-9_]*)\(')
+CALL = re.compile(r'(?<![A-Za-z0-9_])([a-z_][A-Za-z0-9_]*)\(')  # x.name( and bare name(
 
 
 def code(text):
