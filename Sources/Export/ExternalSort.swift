@@ -145,7 +145,8 @@ final class RunFile {
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw ExportError(
-                source: directory, message: "cannot create a sort run file: \(String(cString: strerror(errno))) (see --tmp-dir)")
+                source: directory,
+                message: "cannot create a sort run file: \(String(cString: strerror(errno))) (see --tmp-dir)")
         }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         descriptor = fd
@@ -159,7 +160,8 @@ final class RunFile {
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
                 return ExportError(
-                    source: "sort run", message: "cannot write: \(String(cString: strerror(errno))) (disk full? see --tmp-dir)")
+                    source: "sort run",
+                    message: "cannot write: \(String(cString: strerror(errno))) (disk full? see --tmp-dir)")
             }
             done += n
         }
@@ -213,7 +215,9 @@ final class RunCursor {
             return
         }
         if current >= 0 {
-            let length = buffer.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: current, as: UInt32.self).littleEndian) }
+            let length = buffer.withUnsafeBytes {
+                Int($0.loadUnaligned(fromByteOffset: current, as: UInt32.self).littleEndian)
+            }
             start = current + 4 + length
         }
         // Need the length field, then the whole record, in the buffer.
@@ -222,7 +226,9 @@ final class RunCursor {
             current = -1
             return
         }
-        let length = buffer.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: start, as: UInt32.self).littleEndian) }
+        let length = buffer.withUnsafeBytes {
+            Int($0.loadUnaligned(fromByteOffset: start, as: UInt32.self).littleEndian)
+        }
         if end - start < 4 + length {
             if buffer.count < 4 + length { buffer += [UInt8](repeating: 0, count: 4 + length - buffer.count) }
             try refill(file)

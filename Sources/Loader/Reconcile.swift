@@ -97,6 +97,11 @@ struct TableScanner {
         if let bucket { try await bucket.acquire(Self.pageUnits) }
         var stats = WriteStats()
         let response = try await caller.call("Scan", Self.request(table, segment, segments, start), &stats)
+        // Scan reports one ConsumedCapacity object (the write calls a list of them).
+        if let units = response["ConsumedCapacity"]?["CapacityUnits"]?.doubleValue {
+            stats.consumedCapacity += units
+            stats.capacityReported = true
+        }
         if let bucket { _ = bucket.reserve(Int(stats.consumedCapacity.rounded(.up)) - Self.pageUnits) }
         let rows = (response["Items"]?.arrayValue ?? []).compactMap(Self.row)
         let next = response["LastEvaluatedKey"].flatMap { $0.isNull ? nil : $0 }

@@ -40,7 +40,10 @@ struct LoadCommand: AsyncParsableCommand {
     @Flag(help: "The table is the previous state: Scan it, write only what differs from the export, delete the rest.")
     var reconcile = false
 
-    @Flag(help: "--previous/--reconcile: trust every part to be sorted by hem (streamed, nothing spilled; a part out of order stops the load).")
+    @Flag(
+        help:
+            "--previous/--reconcile: trust every part to be sorted by hem (streamed, nothing spilled; a part out of order stops the load)."
+    )
     var assumeSorted = false
 
     @Option(help: "Directory for the external sort's temporary runs (default: $TMPDIR or /tmp).")
@@ -86,7 +89,9 @@ struct LoadCommand: AsyncParsableCommand {
         if let metrics, metrics != "cloudwatch" { throw ValidationError("--metrics takes 'cloudwatch'") }
         if checkpointInterval <= 0 { throw ValidationError("--checkpoint-interval must be positive") }
         if reconcile && previous != nil { throw ValidationError("--reconcile and --previous exclude each other") }
-        if scanSegments < 1 || scanSegments > 1_000_000 { throw ValidationError("--scan-segments must be 1 to 1000000") }
+        if scanSegments < 1 || scanSegments > 1_000_000 {
+            throw ValidationError("--scan-segments must be 1 to 1000000")
+        }
         if let maxRCU, maxRCU < 1 { throw ValidationError("--max-rcu must be at least 1") }
         if sortBufferMB < 1 { throw ValidationError("--sort-buffer-mb must be at least 1") }
     }
@@ -135,7 +140,9 @@ struct LoadCommand: AsyncParsableCommand {
         }
         // The parts of one export are one source to a merge-join; its size is theirs together.
         let partsName = sources.joined(separator: " ")
-        let partsSize = locations.reduce(Int64(0) as Int64?) { total, part in total.flatMap { t in part.size.map { t + $0 } } }
+        let partsSize = locations.reduce(Int64(0) as Int64?) { total, part in
+            total.flatMap { t in part.size.map { t + $0 } }
+        }
         if let previous, let previousLocations {
             await finished(
                 try await loader.load(

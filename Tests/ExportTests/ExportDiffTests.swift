@@ -215,7 +215,9 @@ final class ExportDiffTests: XCTestCase {
         let table = HemOrderedInput.sorted(try sorter.finish(), name: "table")
         let current = HemOrderedInput.merging([
             try await ExportReader(
-                location: try write("day.csv", [Synthetic.row(1, vup: "vup-a"), Synthetic.row(2, vup: "vup-b"), Synthetic.row(4, vup: "vup-d")]),
+                location: try write(
+                    "day.csv",
+                    [Synthetic.row(1, vup: "vup-a"), Synthetic.row(2, vup: "vup-b"), Synthetic.row(4, vup: "vup-d")]),
                 client: nil)
         ])
         let diff = ExportDiff(previous: table, current: current, previousIsTable: true)
@@ -244,7 +246,9 @@ final class ExportDiffTests: XCTestCase {
         let current = HemOrderedInput.merging([
             try await ExportReader(location: a, client: nil), try await ExportReader(location: b, client: nil),
         ])
-        let previous = HemOrderedInput.merging([try await ExportReader(location: try write("empty.csv", []), client: nil)])
+        let previous = HemOrderedInput.merging([
+            try await ExportReader(location: try write("empty.csv", []), client: nil)
+        ])
         let diff = ExportDiff(previous: previous, current: current)
         var changes: [ExportChange] = []
         while let batch = try await diff.nextBatch() { changes += batch }

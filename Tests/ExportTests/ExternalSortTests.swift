@@ -38,7 +38,8 @@ final class ExternalSortTests: XCTestCase {
         let row = ExportRow(
             hem: Synthetic.hem(2), vupID: "VUP-1", email: Synthetic.email(2), domain: nil, source: "crm, \"x\"",
             lastVerified: nil, updatedAt: "2026-11-25T10:00:00Z", line: 7)
-        let rejection = RowRejection(source: "p1", line: 9, reason: .invalidTimestamp, hem: Synthetic.hem(1), field: "updated_at")
+        let rejection = RowRejection(
+            source: "p1", line: 9, reason: .invalidTimestamp, hem: Synthetic.hem(1), field: "updated_at")
         let loose = RowRejection(source: "p0", line: 3, reason: .invalidHem, hem: nil, field: "hem")
         try sorter.add(.row(row), part: 0)
         try sorter.add(.rejected(rejection), part: 1)
@@ -47,7 +48,9 @@ final class ExternalSortTests: XCTestCase {
         let names = ["p0", "p1"]
         guard case .loose(let first)? = try records.nextItem(partNames: names) else { return XCTFail() }
         XCTAssertEqual(first, loose)
-        guard case .keyed(_, .rejected(let second), 1)? = try records.nextItem(partNames: names) else { return XCTFail() }
+        guard case .keyed(_, .rejected(let second), 1)? = try records.nextItem(partNames: names) else {
+            return XCTFail()
+        }
         XCTAssertEqual(second, rejection)
         guard case .keyed(_, .row(let third), 0)? = try records.nextItem(partNames: names) else { return XCTFail() }
         XCTAssertEqual(third, row)

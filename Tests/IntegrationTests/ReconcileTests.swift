@@ -30,7 +30,8 @@ final class ReconcileTests: XCTestCase, @unchecked Sendable {  // XCTest runs on
                         ["AttributeName": "vup_id", "KeyType": "HASH"], ["AttributeName": "hem", "KeyType": "RANGE"],
                     ],
                     "AttributeDefinitions": [
-                        ["AttributeName": "vup_id", "AttributeType": "S"], ["AttributeName": "hem", "AttributeType": "S"],
+                        ["AttributeName": "vup_id", "AttributeType": "S"],
+                        ["AttributeName": "hem", "AttributeType": "S"],
                     ],
                     "BillingMode": "PAY_PER_REQUEST",
                 ])
@@ -64,7 +65,8 @@ final class ReconcileTests: XCTestCase, @unchecked Sendable {  // XCTest runs on
 
     func assertNoEmails(_ texts: [String], file: StaticString = #filePath, line: UInt = #line) {
         for text in texts {
-            XCTAssertFalse(text.contains("@example.invalid"), "an email leaked: \(text.prefix(300))", file: file, line: line)
+            XCTAssertFalse(
+                text.contains("@example.invalid"), "an email leaked: \(text.prefix(300))", file: file, line: line)
         }
     }
 
@@ -92,7 +94,9 @@ final class ReconcileTests: XCTestCase, @unchecked Sendable {  // XCTest runs on
             ])
         }
         damage.append(["vup_id": "VUP-STALE", "hem": resolved[6].hem, "updated_at": "2026-11-20T06:00:00Z"])
-        damage.append(["vup_id": "VUP-GONE", "hem": ExportFixture.hexHash("gone"), "updated_at": "2026-11-20T06:00:00Z"])
+        damage.append([
+            "vup_id": "VUP-GONE", "hem": ExportFixture.hexHash("gone"), "updated_at": "2026-11-20T06:00:00Z",
+        ])
         var changed = export.expectedItems[resolved[7].hem]!
         changed["domain"] = "drifted.invalid"
         damage.append(changed)
@@ -130,7 +134,8 @@ final class ReconcileTests: XCTestCase, @unchecked Sendable {  // XCTest runs on
         XCTAssertEqual(dryRun.exitCode, 0, dryRun.stderr)
         let planned = dryRun.stdoutLines.dropLast()
         XCTAssertFalse(planned.isEmpty, "the dry run lists what it would write")
-        XCTAssertTrue(planned.allSatisfy { $0.hasPrefix(#"{"put""#) || $0.hasPrefix(#"{"delete""#) || $0.hasPrefix(#"{"move""#) })
+        XCTAssertTrue(
+            planned.allSatisfy { $0.hasPrefix(#"{"put""#) || $0.hasPrefix(#"{"delete""#) || $0.hasPrefix(#"{"move""#) })
         XCTAssertEqual(try scanTable(table, environment: env).raw.count, drifted.raw.count, "a dry run writes nothing")
 
         let result = try load(["--reconcile", dir.file("day2.csv").path])
