@@ -43,25 +43,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "Table", dependencies: ["AWSWire", "JSON", "Schemas"]),
-        .target(name: "Export", dependencies: ["CZlib", "JSON", "AWSWire"]),
-        .target(
-            name: "Loader",
-            dependencies: [
-                "Export", "AWSWire", "Table", "JSON",
-                .product(name: "Logging", package: "swift-log"),
-            ]),
+        .target(name: "Export", dependencies: ["CZlib", "JSON", "AWSWire", "Schemas"]),
+        .target(name: "Loader", dependencies: ["Export", "AWSWire", "JSON", "Schemas"]),
         .target(
             name: "Events",
             dependencies: [
                 "JSON", "Schemas",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(
-            name: "Kafka",
-            dependencies: [
-                "CRdKafka", "JSON",
-                .product(name: "Logging", package: "swift-log"),
-            ]),
+        // librdkafka wrapped, and nothing else.
+        .target(name: "Kafka", dependencies: ["CRdKafka"]),
         // The `publish` pipeline: NDJSON lines read, validated (Events), produced (Kafka), reported by line.
         .target(
             name: "Publish",
@@ -69,7 +60,7 @@ let package = Package(
         .target(
             name: "Stream",
             dependencies: [
-                "AWSWire", "Events", "JSON", "Kafka",
+                "AWSWire", "Events", "JSON", "Kafka", "Schemas",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -90,24 +81,25 @@ let package = Package(
         .executableTarget(
             name: "hemstream",
             dependencies: [
-                "JSON", "AWSWire", "Table", "Export", "Loader", "Events", "Kafka", "Schemas", "Stream",
+                "JSON", "AWSWire", "Table", "Export", "Loader", "Events", "Kafka", "Stream",
                 "Publish", "Observability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        // Test support: real local servers (moto_server) and the built binary.
-        .target(name: "TestSupport", dependencies: ["JSON"]),
+        // Test support: real local servers (moto_server), the built binary, topics read back.
+        .target(name: "TestSupport", dependencies: ["JSON", "Kafka", "CRdKafka"]),
 
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AWSWireTests", dependencies: ["AWSWire", "JSON", "TestSupport"]),
-        .testTarget(name: "TableTests", dependencies: ["Table", "Schemas", "JSON", "TestSupport"]),
-        .testTarget(name: "ExportTests", dependencies: ["Export", "AWSWire", "JSON", "TestSupport"]),
-        .testTarget(name: "LoaderTests", dependencies: ["Loader", "Export", "AWSWire", "JSON", "TestSupport"]),
+        .testTarget(name: "TableTests", dependencies: ["Table", "JSON"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "AWSWire", "TestSupport"]),
+        .testTarget(
+            name: "LoaderTests", dependencies: ["Loader", "Export", "AWSWire", "JSON", "Schemas", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Schemas", "JSON", "TestSupport"]),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport", "JSON", "AWSWire"]),
-        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "CRdKafka", "Events", "JSON", "Publish", "TestSupport"]),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "Events", "JSON", "Publish", "TestSupport"]),
         .testTarget(name: "PublishTests", dependencies: ["Publish", "Kafka", "CRdKafka", "Events", "TestSupport"]),
         .testTarget(
             name: "ObservabilityTests",

@@ -233,8 +233,6 @@ public struct ChangeDetector: Sendable {
         return true
     }
 
-    static func isUnresolved(_ vup: String) -> Bool { vup.hasPrefix("UNRESOLVED#") }
-
     mutating func settle(hem: String, _ p: Pending) -> ChangeEvent {
         released.append(p.position)
         if p.isInsert, let prevVup = p.image["previous_vup_id"]?["S"]?.stringValue, prevVup != p.vup {
@@ -256,7 +254,7 @@ public struct ChangeDetector: Sendable {
     }
 
     func moveType(_ before: String, _ after: String) -> String {
-        switch (Self.isUnresolved(before), Self.isUnresolved(after)) {
+        switch (Sentinel.isSentinel(before), Sentinel.isSentinel(after)) {
         case (true, false): return "hem.resolved"
         case (false, true): return "hem.unresolved"
         default: return "hem.reassigned"

@@ -101,12 +101,12 @@ public struct ChangeEventSchema: Sendable {
         }
     }
 
-    /// RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-    static func isDateTime(_ s: String) -> Bool { s.wholeMatch(of: dateTime) != nil }
-
-    // nonisolated(unsafe): a compiled Regex is only read when matching.
-    nonisolated(unsafe) private static let dateTime =
-        /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/
+    /// RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; the rule lives in
+    /// `BytePattern.isDateTime`, which the fast paths use too.
+    static func isDateTime(_ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { BytePattern.isDateTime($0, 0..<$0.count) }
+    }
 }
 
 /// Every `pattern` of a schema compiled once (a pattern that does not compile is absent), so

@@ -246,7 +246,7 @@ final class Node: @unchecked Sendable {
         case .string(let str):
             if let minLength, str.count < minLength { return .invalid }
             if let pattern, rule(pattern.verdict(str)) { return result }
-            if dateTime, rule(Pattern.dateTime.verdict(str)) { return result }
+            if dateTime, !ChangeEventSchema.isDateTime(str) { return .invalid }
         case .object(let members):
             for k in required where members[k] == nil { return .invalid }
             for (k, v) in members {
@@ -445,10 +445,6 @@ final class Pattern: @unchecked Sendable {
     private var regex = regex_t()
     private let forbiddenPrefix: String?
     private let compiled: Bool
-
-    static let dateTime = Pattern(
-        #"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"#
-    )!
 
     init?(_ pattern: String) {
         if let m = pattern.wholeMatch(of: /\^\(\?!([A-Za-z0-9#_:-]+)\)\.\+\$/) {

@@ -106,6 +106,7 @@ public final class ExportReader {
                 out.append(validator.validate(csv))
             }
             finished = true
+            if recordsRead + out.count == 0 { warnings.append("a header row and no data rows: 0 rows") }
             break
         }
     }
@@ -122,13 +123,16 @@ public final class ExportReader {
                 continue
             }
             if csv.finish() { break }
-            throw ExportError(source: name, message: "empty source: no header row")
+            // A slice with no rows writes a 0-byte part or a gzip of nothing: 0 rows, not a failure.
+            warnings.append("empty source (\(isGzip ? "a gzip of nothing" : "0 bytes")): 0 rows")
+            finished = true
+            return
         }
         if csv.oversized || csv.unterminatedQuote {
             throw ExportError(source: name, line: 1, message: "header row is not a CSV header (corrupt file?)")
         }
         let layout = try ColumnLayout(reader: csv, sourceName: name)
-        warnings = layout.warnings
+        warnings += layout.warnings
         validator = RowValidator(layout: layout, sourceName: name)
         csv.limit = Self.recordLimit
     }

@@ -39,11 +39,6 @@ public struct ExportRow: Sendable, Equatable, CustomStringConvertible {
         "ExportRow(hem: \(hem), vupID: \(vupID), line: \(line), updatedAt: \(updatedAt), email: "
             + (email == nil ? "nil" : "<redacted>") + ")"
     }
-
-    /// The sharded sentinel VUP id of a hem with no VUP: `UNRESOLVED#` + its first two hex chars.
-    public static func sentinel(forHem hem: String) -> String {
-        "UNRESOLVED#" + hem.prefix(2)
-    }
 }
 
 /// Why a row was rejected. Raw values are stable (they appear in the JSON summary and rejects).

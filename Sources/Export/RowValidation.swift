@@ -1,3 +1,5 @@
+import Schemas
+
 /// Where each known column sits in a source's header row. Names match trimmed and
 /// case-insensitively; unknown columns are ignored with one warning each.
 struct ColumnLayout {
@@ -166,12 +168,12 @@ struct RowValidator {
         let vupID: String
         if let given = vup.value {
             if given.utf8.count > Self.maxVupIDBytes { return reject(.invalidVupID, hem: hem, field: "vup_id") }
-            if given.utf8.starts(with: "UNRESOLVED#".utf8) && given != ExportRow.sentinel(forHem: hem) {
+            if Sentinel.isSentinel(given) && given != Sentinel.vupID(forHem: hem) {
                 return reject(.sentinelMismatch, hem: hem, field: "vup_id")
             }
             vupID = given
         } else {
-            vupID = ExportRow.sentinel(forHem: hem)
+            vupID = Sentinel.vupID(forHem: hem)
         }
 
         let updatedBytes = Self.trimmed(reader.field(layout.updatedAt, in: buffer))

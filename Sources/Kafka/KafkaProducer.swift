@@ -62,6 +62,10 @@ public final class KafkaProducer: @unchecked Sendable {
         }
     }
 
+    /// What librdkafka last reported through its error callback (all brokers down, a refused
+    /// connection), nil while nothing went wrong: the producer's own view of an outage.
+    public var lastClientError: String? { client.context.lastError.withLock { $0 } }
+
     /// Cluster metadata, bounded by `timeout`. An unreachable cluster is an error that names the
     /// brokers and what librdkafka last reported about them.
     public func metadata(timeout: Duration = .seconds(10)) throws(KafkaError) -> KafkaClusterMetadata {

@@ -47,16 +47,47 @@ public final class CheckpointFile: @unchecked Sendable {  // used from the loade
         entries[key] = .object(entry)
     }
 
+    /// Writes the file durably: the new version is fsynced before it is renamed over the old
+    /// one, and the directory after, so a power loss keeps the old or the new checkpoint.
     public func save() throws {
         let json: JSON = ["version": 1, "sources": .object(entries)]
         let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(json.serializedBytes())) else {
-            throw CheckpointError(message: "\(path): cannot write the checkpoint")
-        }
+        try Self.writeSynced(json.serializedBytes(), to: temporary, finalPath: path)
         guard rename(temporary, path) == 0 else {
-            throw CheckpointError(message: "\(path): cannot replace the checkpoint (errno \(errno))")
+            throw CheckpointError(message: "\(path): cannot replace the checkpoint (\(Self.reason(errno)))")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let descriptor = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY)
+        guard descriptor >= 0 else {
+            throw CheckpointError(message: "\(path): cannot open its directory to sync it (\(Self.reason(errno)))")
+        }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else {
+            throw CheckpointError(message: "\(path): cannot sync its directory (\(Self.reason(errno)))")
         }
     }
+
+    private static func writeSynced(_ bytes: [UInt8], to temporary: String, finalPath: String) throws {
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw CheckpointError(message: "\(finalPath): cannot write the checkpoint (\(reason(errno)))")
+        }
+        defer { close(descriptor) }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw CheckpointError(message: "\(finalPath): cannot write the checkpoint (\(reason(errno)))")
+            }
+            written += n
+        }
+        guard fsync(descriptor) == 0 else {
+            throw CheckpointError(message: "\(finalPath): cannot sync the checkpoint (\(reason(errno)))")
+        }
+    }
+
+    private static func reason(_ code: Int32) -> String { String(cString: strerror(code)) }
 }
 
 public struct CheckpointError: Error, Sendable, CustomStringConvertible {

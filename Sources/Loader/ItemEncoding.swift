@@ -1,5 +1,6 @@
 import Export
 import JSON
+import Schemas
 
 /// The primary key of a table item: partition `vup_id`, sort `hem`.
 public struct ItemKey: Hashable, Sendable {
@@ -14,29 +15,6 @@ public struct ItemKey: Hashable, Sendable {
 /// Turns export rows into DynamoDB item JSON (`{"vup_id":{"S":…},…}`) written straight into a
 /// byte buffer: the bulk path cannot afford Foundation's JSON.
 public enum ItemEncoding {
-    /// The sentinel partition of an unresolved HEM: `UNRESOLVED#` + its first two hex chars.
-    public static func sentinel(forHem hem: String) -> String {
-        // Hems are validated lowercase hex: two ASCII bytes make a 13-byte small string, built
-        // without Character indexing. Anything else takes the general path.
-        let utf8 = hem.utf8
-        if utf8.count >= 2 {
-            let a = utf8[utf8.startIndex]
-            let b = utf8[utf8.index(after: utf8.startIndex)]
-            if a < 0x80 && b < 0x80 {
-                return String(unsafeUninitializedCapacity: 13) { buffer in
-                    let prefix: StaticString = "UNRESOLVED#"
-                    for i in 0..<11 { buffer[i] = prefix.utf8Start[i] }
-                    buffer[11] = a
-                    buffer[12] = b
-                    return 13
-                }
-            }
-        }
-        return "UNRESOLVED#" + hem.prefix(2)
-    }
-
-    public static func isSentinel(_ vupID: String) -> Bool { vupID.hasPrefix("UNRESOLVED#") }
-
     /// The item for `row`; `previousVupID` marks an item written by a move (the stream
     /// reader's detector reads it to tell a move from a new HEM).
     public static func writeItem(_ row: ExportRow, previousVupID: String? = nil, to w: inout JSONWriter) {

@@ -2,6 +2,7 @@ import AWSWire
 import Export
 import Foundation
 import JSON
+import Schemas
 
 /// How a load runs: table, parallelism, pacing, and what to do besides writing.
 public struct LoadOptions: Sendable {
@@ -13,6 +14,8 @@ public struct LoadOptions: Sendable {
     public var chunkSize: Int
     /// Seconds between checkpoint writes.
     public var checkpointInterval: Double
+    /// Seconds a write may stay throttled without progress before the load fails.
+    public var maxThrottleSeconds: Double
     /// Parts of `--previous`/`--reconcile` exports are trusted to be sorted by hem: k-way merged as
     /// they stream, nothing spilled; a part out of order stops the load.
     public var assumeSorted: Bool
@@ -26,8 +29,9 @@ public struct LoadOptions: Sendable {
 
     public init(
         table: String, concurrency: Int = 8, maxWCU: Int? = nil, dryRun: Bool = false, chunkSize: Int = 4096,
-        checkpointInterval: Double = 5, assumeSorted: Bool = false, tmpDir: String? = nil,
-        sortMemory: Int = ExternalSorter.defaultMemoryLimit, scanSegments: Int = 8, maxRCU: Int? = nil
+        checkpointInterval: Double = 5, maxThrottleSeconds: Double = 600, assumeSorted: Bool = false,
+        tmpDir: String? = nil, sortMemory: Int = ExternalSorter.defaultMemoryLimit, scanSegments: Int = 8,
+        maxRCU: Int? = nil
     ) {
         self.table = table
         self.concurrency = concurrency
@@ -35,6 +39,7 @@ public struct LoadOptions: Sendable {
         self.dryRun = dryRun
         self.chunkSize = chunkSize
         self.checkpointInterval = checkpointInterval
+        self.maxThrottleSeconds = maxThrottleSeconds
         self.assumeSorted = assumeSorted
         self.tmpDir = tmpDir
         self.sortMemory = sortMemory
@@ -62,7 +67,8 @@ public struct LoadError: Error, Sendable, CustomStringConvertible {
         self.line = line
         self.message = message
     }
-    public var description: String { "\(source)\(line.map { " line \($0)" } ?? ""): \(message)" }
+    /// `SOURCE:LINE: message` (or `SOURCE: message`), the form ExportError prints too.
+    public var description: String { ExportError(source: source, line: line, message: message).description }
 }
 
 /// Streams export sources into the table. A full load puts every row, and turns a row whose
@@ -78,6 +84,8 @@ public final class Loader {
     let rejects: RejectsFile?
     let checkpoint: CheckpointFile?
     let progress: (@Sendable (LoadProgress) -> Void)?
+    /// Set by SIGTERM/SIGINT: read no further, finish the calls in flight, save the checkpoint.
+    public let stop: StopRequest
     /// Full load: a fingerprint of every hem put so far in this load, and the rows of hems
     /// seen before (held back until every source is written; see `loadRepeats`).
     private var seenHems = Set<UInt64>()
@@ -87,16 +95,18 @@ public final class Loader {
     /// `client` may be nil only for a dry run. It should not retry by itself (TableWriter does).
     public init(
         client: AWSClient?, options: LoadOptions, rejects: RejectsFile? = nil, checkpoint: CheckpointFile? = nil,
-        progress: (@Sendable (LoadProgress) -> Void)? = nil
+        progress: (@Sendable (LoadProgress) -> Void)? = nil, stop: StopRequest = StopRequest()
     ) {
         self.options = options
+        self.stop = stop
         self.rejects = rejects
         self.checkpoint = checkpoint
         self.progress = progress
         if let client, !options.dryRun {
             writer = TableWriter(
                 client: client, table: options.table, concurrency: AdaptiveConcurrency(maximum: options.concurrency),
-                bucket: options.maxWCU.map { WriteCapacityBucket(unitsPerSecond: $0) })
+                bucket: options.maxWCU.map { WriteCapacityBucket(unitsPerSecond: $0) },
+                maxThrottleSeconds: options.maxThrottleSeconds)
         } else {
             writer = nil
         }
@@ -171,7 +181,7 @@ public final class Loader {
                         self.repeats.append(row)
                     } else if row.line <= resumeLine {
                         chunk.skipped += 1
-                    } else if dryRun || ItemEncoding.isSentinel(row.vupID) {
+                    } else if dryRun || Sentinel.isSentinel(row.vupID) {
                         chunk.writes.append(.put(row))
                     } else {
                         chunk.lookups.append(row)
@@ -442,7 +452,7 @@ public final class Loader {
                             enqueueWrites(
                                 chunk,
                                 rows.lazy.map { row in
-                                    let sentinel = ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem)
+                                    let sentinel = ItemKey(vupID: Sentinel.vupID(forHem: row.hem), hem: row.hem)
                                     return found.contains(sentinel) ? .move(from: sentinel, to: row) : .put(row)
                                 })
                         }
@@ -451,8 +461,10 @@ public final class Loader {
                     try acknowledge()
                 }
 
+                /// Sends queued calls up to the concurrency limit. After a stop request nothing
+                /// more is sent: the queued calls' chunks stay unacknowledged, so a rerun redoes them.
                 func dispatch() async throws {
-                    while queueHead < queue.count {
+                    while queueHead < queue.count && !stop.isRequested {
                         guard let writer else { fatalError("dispatch without a writer") }
                         if inFlight >= writer.concurrency.limit {
                             if let outcome = try await group.next() { try handle(outcome) }
@@ -467,7 +479,7 @@ public final class Loader {
                     queueHead = 0
                 }
 
-                while let chunk = try await next() {
+                while !stop.isRequested, let chunk = try await next() {
                     let number = chunkNumber
                     chunkNumber += 1
                     summary.skippedByCheckpoint += chunk.skipped
@@ -529,7 +541,11 @@ public final class Loader {
             }
         }
         finish(&summary)
-        if let checkpoint {
+        if stop.isRequested {
+            // Everything read was acknowledged above; the source is not done, so a rerun resumes.
+            summary.stopped = true
+            try checkpoint?.save()
+        } else if let checkpoint {
             checkpoint.record(.done, for: key, size: size)
             try checkpoint.save()
         }
@@ -547,7 +563,7 @@ public final class Loader {
         for row in rows {
             if let previous, !(previous < row.hem) { ascending = false }
             previous = row.hem
-            keys.append(ItemKey(vupID: ItemEncoding.sentinel(forHem: row.hem), hem: row.hem))
+            keys.append(ItemKey(vupID: Sentinel.vupID(forHem: row.hem), hem: row.hem))
         }
         if ascending { return keys }
         var seen = Set<String>()

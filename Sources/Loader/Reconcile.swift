@@ -20,13 +20,19 @@ extension Loader {
         let sorter = ExternalSorter(directory: options.tmpDir, memoryLimit: options.sortMemory)
         let scan: ScanStats
         do {
-            scan = try await scanner.scan { rows throws(ExportError) in
+            scan = try await scanner.scan(stop: stop) { rows throws(ExportError) in
                 for row in rows { try sorter.add(.row(row), part: 0) }
             }
         } catch let error as ExportError {
             throw LoadError(source: error.source, line: error.line, message: error.message)
         } catch {
             throw LoadError(source: "table \(options.table)", line: nil, message: "Scan failed: \(error)")
+        }
+        if stop.isRequested {
+            // Stopped while scanning: nothing was written; a rerun scans again.
+            summary.stopped = true
+            summary.scanned = scan.items
+            return summary
         }
         let items: HemOrderedInput
         do {
@@ -68,7 +74,9 @@ struct TableScanner {
     /// this before the call and corrected by the consumed capacity after it.
     static let pageUnits = 128
 
-    func scan(_ consume: ([ExportRow]) throws(ExportError) -> Void) async throws -> ScanStats {
+    /// Reads every segment to its end, or until `stop` is requested (then the pages in flight
+    /// are consumed and no more are asked for).
+    func scan(stop: StopRequest, _ consume: ([ExportRow]) throws(ExportError) -> Void) async throws -> ScanStats {
         let caller = TableWriter(
             client: client, table: table, concurrency: AdaptiveConcurrency(maximum: segments), bucket: nil)
         var stats = ScanStats()
@@ -83,7 +91,7 @@ struct TableScanner {
                 stats.consumedCapacity += result.stats.consumedCapacity
                 stats.retries += result.stats.retries
                 try consume(result.rows)
-                if let next = result.next {
+                if let next = result.next, !stop.isRequested {
                     group.addTask { try await page(segment: result.segment, start: next, caller: caller) }
                 }
             }

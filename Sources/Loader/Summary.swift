@@ -22,6 +22,8 @@ public struct SourceSummary: Sendable {
     public var repeatedHems: Int?
     public var warnings: [String] = []
     public var bytesRead: Int64 = 0
+    /// A signal stopped the load before the end of this source.
+    public var stopped = false
 
     public init(source: String, previous: String? = nil) {
         self.source = source
@@ -57,6 +59,7 @@ public struct SourceSummary: Sendable {
             object["scan_consumed_capacity"] = .double(scanStats.consumedCapacity)
         }
         if stats.capacityReported { object["consumed_capacity"] = .double(stats.consumedCapacity) }
+        if stopped { object["stopped"] = true }
         if !warnings.isEmpty { object["warnings"] = .array(warnings.map { .string($0) }) }
         return .object(object)
     }

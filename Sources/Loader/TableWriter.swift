@@ -33,8 +33,9 @@ public struct WriteStats: Sendable, Equatable {
 
 /// Writes to the table with BatchWriteItem, TransactWriteItems and BatchGetItem, retrying
 /// UnprocessedItems, throttling and transient failures with exponential backoff and full
-/// jitter. Throttling never fails the load by itself: it slows the loader down (the shared
-/// AdaptiveConcurrency halves the calls in flight; `--max-wcu` paces through the bucket).
+/// jitter. Throttling slows the loader down (the shared AdaptiveConcurrency halves the calls in
+/// flight; `--max-wcu` paces through the bucket); only a call throttled without any progress for
+/// longer than `maxThrottleSeconds` fails the load.
 ///
 /// The AWSClient given here should not retry on its own (maxAttempts 1): this type owns the
 /// retries, so a throttled call is not retried twice over.
@@ -44,21 +45,22 @@ public final class TableWriter: Sendable {
     public let concurrency: AdaptiveConcurrency
     public let bucket: WriteCapacityBucket?
     public let backoff: Backoff
-    /// Consecutive attempts without progress that a throttled call may take before it fails.
-    public let maxThrottledAttempts: Int
+    /// Seconds a call may stay throttled without progress (no item written, no answer) before it
+    /// fails: a table throttled for that long is not coming back by itself.
+    public let maxThrottleSeconds: Double
     /// Attempts for a transient (5xx, timeout, connection) failure.
     public let maxTransientAttempts: Int
 
     public init(
         client: AWSClient, table: String, concurrency: AdaptiveConcurrency, bucket: WriteCapacityBucket?,
-        backoff: Backoff = Backoff(), maxThrottledAttempts: Int = 100, maxTransientAttempts: Int = 6
+        backoff: Backoff = Backoff(), maxThrottleSeconds: Double = 600, maxTransientAttempts: Int = 6
     ) {
         self.client = client
         self.table = table
         self.concurrency = concurrency
         self.bucket = bucket
         self.backoff = backoff
-        self.maxThrottledAttempts = maxThrottledAttempts
+        self.maxThrottleSeconds = maxThrottleSeconds
         self.maxTransientAttempts = maxTransientAttempts
     }
 
@@ -66,7 +68,7 @@ public final class TableWriter: Sendable {
     public func write(_ operations: [WriteOperation]) async throws -> WriteStats {
         var stats = WriteStats()
         var remaining = operations
-        var stalled = 0
+        var stalled = Stall()
         while !remaining.isEmpty {
             if let bucket { try await bucket.acquire(remaining.reduce(0) { $0 + $1.writeUnits }) }
             stats.writeRequests += remaining.count
@@ -95,22 +97,34 @@ public final class TableWriter: Sendable {
     }
 
     /// Unprocessed items or keys are DynamoDB's soft throttling: count it, slow the load down and
-    /// back off before the caller resends them; fail after `maxThrottledAttempts` rounds in a row
-    /// without progress.
+    /// back off before the caller resends them; fail once no item has been processed for
+    /// `maxThrottleSeconds`.
     private func backOffUnprocessed(
-        left: Int, sent: Int, stalled: inout Int, operation: String, code: String, noun: String,
+        left: Int, sent: Int, stalled: inout Stall, operation: String, code: String, noun: String,
         _ stats: inout WriteStats
     ) async throws {
         stats.throttled += 1
         stats.retries += 1
         concurrency.throttled()
-        stalled = left < sent ? 1 : stalled + 1
-        if stalled > maxThrottledAttempts {
+        if left < sent { stalled = Stall() }
+        stalled.rounds += 1
+        if stalled.seconds > maxThrottleSeconds {
             throw AWSError(
                 kind: .service, service: .dynamoDB, operation: operation, code: code,
-                message: "\(left) \(noun) still unprocessed after \(stalled) attempts")
+                message: "\(left) \(noun) still unprocessed after \(stalled.rounds) attempts in "
+                    + "\(Int(stalled.seconds)) s without progress (--max-throttle-seconds \(Int(maxThrottleSeconds)))")
         }
-        try await backoff.sleep(retry: stalled)
+        try await backoff.sleep(retry: stalled.rounds)
+    }
+
+    /// Rounds and time a call has been throttled since it last made progress.
+    struct Stall {
+        let since = ContinuousClock.now
+        var rounds = 0
+        var seconds: Double {
+            let elapsed = ContinuousClock.now - since
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
     }
 
     /// One TransactWriteItems for up to 25 moves (Delete old key + Put new item each).
@@ -135,7 +149,7 @@ public final class TableWriter: Sendable {
         while start < keys.count {
             var remaining = Array(keys[start..<min(keys.count, start + 100)])
             start += 100
-            var stalled = 0
+            var stalled = Stall()
             while !remaining.isEmpty {
                 let response = try await call("BatchGetItem", RequestBodies.batchGet(table: table, remaining), &stats)
                 for item in response["Responses"]?[table]?.arrayValue ?? [] {
@@ -154,7 +168,7 @@ public final class TableWriter: Sendable {
 
     /// One DynamoDB call with the loader's retries; the parsed answer (an empty object for an empty body).
     func call(_ operation: String, _ body: [UInt8], _ stats: inout WriteStats) async throws -> JSON {
-        var throttledAttempts = 0
+        var throttled: Stall?
         var transientAttempts = 0
         while true {
             do {
@@ -177,11 +191,19 @@ public final class TableWriter: Sendable {
             } catch let error as AWSError {
                 if Self.isThrottling(error) {
                     stats.throttled += 1
-                    throttledAttempts += 1
+                    var stall = throttled ?? Stall()
+                    stall.rounds += 1
+                    throttled = stall
                     concurrency.throttled()
-                    guard throttledAttempts < maxThrottledAttempts else { throw error }
+                    guard stall.seconds <= maxThrottleSeconds else {
+                        var failed = error
+                        failed.attempts = stall.rounds
+                        failed.message +=
+                            " (throttled for \(Int(stall.seconds)) s, --max-throttle-seconds \(Int(maxThrottleSeconds)))"
+                        throw failed
+                    }
                     stats.retries += 1
-                    try await backoff.sleep(retry: throttledAttempts)
+                    try await backoff.sleep(retry: stall.rounds)
                 } else if error.isRetryable {
                     transientAttempts += 1
                     guard transientAttempts < maxTransientAttempts else { throw error }

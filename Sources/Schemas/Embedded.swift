@@ -348,6 +348,22 @@ public enum EmbeddedSchemas {
   "unclassified": "pii"
 }
 """####,
+        "lease-table.json": ####"""
+{
+  "TableName": "vector_emails_operational-hemstream-leases",
+  "KeySchema": [
+    {"AttributeName": "shard_id", "KeyType": "HASH"}
+  ],
+  "AttributeDefinitions": [
+    {"AttributeName": "shard_id", "AttributeType": "S"}
+  ],
+  "BillingMode": "PAY_PER_REQUEST",
+  "Tags": [
+    {"Key": "Project", "Value": "VectorEmailsV2"},
+    {"Key": "Component", "Value": "hemstream-stream"}
+  ]
+}
+"""####,
         "table.json": ####"""
 {
   "TableName": "vector_emails_operational",

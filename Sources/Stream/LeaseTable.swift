@@ -1,6 +1,7 @@
 import AWSWire
 import Foundation
 import JSON
+import Schemas
 
 /// One shard's lease: who reads it, a counter every change bumps, and how far it is read.
 public struct Lease: Sendable, Equatable {
@@ -41,7 +42,7 @@ public struct LeaseTable: Sendable {
             if d["Table"]?["TableStatus"]?.stringValue == "ACTIVE" { return }
         } catch let e as AWSError where e.code == "ResourceNotFoundException" {
             do {
-                _ = try await client.dynamoDB("CreateTable", Self.definition(name: name))
+                _ = try await client.dynamoDB("CreateTable", try Self.definition(name: name))
             } catch let e as AWSError where e.code == "ResourceInUseException" {}  // another replica made it
         }
         let deadline = Date().addingTimeInterval(timeout)
@@ -53,15 +54,14 @@ public struct LeaseTable: Sendable {
         throw StreamSetupError("lease table \(name) did not become ACTIVE within \(Int(timeout)) s")
     }
 
-    /// The CreateTable request for a lease table: on-demand billing, key `shard_id`.
-    public static func definition(name: String) -> JSON {
-        [
-            "TableName": .string(name),
-            "AttributeDefinitions": [["AttributeName": "shard_id", "AttributeType": "S"]],
-            "KeySchema": [["AttributeName": "shard_id", "KeyType": "HASH"]],
-            "BillingMode": "PAY_PER_REQUEST",
-            "Tags": [["Key": "Project", "Value": "VectorEmailsV2"], ["Key": "Component", "Value": "hemstream-stream"]],
-        ]
+    /// The CreateTable request for a lease table: schemas/lease-table.json (the definition
+    /// deploy/cloudformation/table.yaml is checked against) under the given name.
+    public static func definition(name: String) throws -> JSON {
+        guard var request = try JSON.parse(try SchemaFiles.text("lease-table.json")).objectValue else {
+            throw StreamSetupError("schemas/lease-table.json is not a JSON object")
+        }
+        request["TableName"] = .string(name)
+        return .object(request)
     }
 
     /// Every lease (strongly consistent).

@@ -180,6 +180,33 @@ public enum ChildProcess {
     }
 }
 
+extension ChildProcess {
+    /// Runs a program to completion (stdout discarded) and returns its exit code, its stderr and
+    /// its peak resident set size in bytes: a measure of that process alone, whatever ran in
+    /// this one before. A Python parent forks it (a real fork) and reports `wait4`'s usage; a
+    /// child started here directly (posix_spawn, CLONE_VM) would inherit this process's
+    /// high-water mark at exec.
+    public static func peakRSS(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:]
+    ) throws -> (exitCode: Int32, stderr: String, peakRSS: Int) {
+        let parent = """
+            import os, sys
+            pid = os.fork()
+            if pid == 0:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+                os.execv(sys.argv[1], sys.argv[1:])
+            _, status, usage = os.wait4(pid, 0)
+            print(usage.ru_maxrss)
+            sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
+            """
+        let run = try ChildProcess.run("python3", ["-c", parent, executable] + arguments, environment: environment)
+        guard let kilobytes = run.stdoutLines.last.flatMap({ Int($0) }) else {
+            throw TestSupportError("no peak RSS from \(executable): \(run.stderr)")
+        }
+        return (run.exitCode, run.stderr, kilobytes * 1024)
+    }
+}
+
 /// A file in a fresh temporary directory, removed with the object.
 public final class TemporaryFile: @unchecked Sendable {
     public let directory: URL

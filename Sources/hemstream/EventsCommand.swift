@@ -21,10 +21,12 @@ struct EventsCommand: AsyncParsableCommand {
 
         @Option(help: "Pairing window in seconds.") var window: Double = 30
         @OptionGroup var pii: PIIKeyOption
+        @OptionGroup var log: LogOptions
         @Option(help: "AWS region named in the event source.") var region: String = "us-east-1"
         @Argument(help: "GetRecords response files.") var files: [String]
 
         func run() async throws {
+            log.bootstrap()
             let key: [UInt8]?
             switch pii.key() {
             case .success(let k): key = k

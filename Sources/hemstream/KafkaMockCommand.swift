@@ -20,6 +20,7 @@ struct KafkaMockCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp("A topic to create, with its partition count (default 1).", valueName: "name[:partitions]"))
     var topic: [String] = []
+    @OptionGroup var log: LogOptions
 
     func validate() throws {
         if brokers < 1 { throw ValidationError("--brokers must be at least 1") }
@@ -35,6 +36,7 @@ struct KafkaMockCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        log.bootstrap()
         let cluster: KafkaMockCluster
         do {
             cluster = try KafkaMockCluster(brokers: brokers)

@@ -16,10 +16,13 @@ struct LoadCommand: AsyncParsableCommand {
             the two exports is written, and vanished hems are deleted. With --reconcile the table itself \
             is the previous state (parallel Scan, external sort, merge-join): what a nightly job should \
             run, since it also repairs a table that drifted. Exports may be many parts (a glob or an S3 \
-            prefix), each sorted or not. Throttling slows the load down; it does not fail it.
+            prefix), each sorted or not. Throttling slows the load down; a write throttled without \
+            progress for --max-throttle-seconds fails it.
 
             Prints a JSON summary on stdout. Exit 0: everything written; 2: some rows rejected, the \
-            rest written; 1: a fatal error (one line naming the source and line).
+            rest written; 1: a fatal error (one line naming the source and line); 5: stopped by \
+            SIGTERM/SIGINT after finishing the calls in flight (the checkpoint is saved: run the same \
+            command again to resume).
 
             Examples:
               hemstream load s3://exports/2026-11-25/ --rejects rejects.jsonl
@@ -30,6 +33,7 @@ struct LoadCommand: AsyncParsableCommand {
 
     @OptionGroup var aws: AWSOptions
     @OptionGroup var name: TableNameOption
+    @OptionGroup var log: LogOptions
 
     @Argument(help: "Export sources: files, globs, s3://bucket/key or s3://bucket/prefix/.")
     var sources: [String]
@@ -76,6 +80,9 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: "Seconds between checkpoint writes.")
     var checkpointInterval = 5.0
 
+    @Option(help: "Seconds a write may stay throttled without any progress before the load fails.")
+    var maxThrottleSeconds = 600.0
+
     @Option(help: "Publish ItemsProcessed / ItemsFailed per file: 'cloudwatch'.")
     var metrics: String?
 
@@ -94,9 +101,11 @@ struct LoadCommand: AsyncParsableCommand {
         }
         if let maxRCU, maxRCU < 1 { throw ValidationError("--max-rcu must be at least 1") }
         if sortBufferMB < 1 { throw ValidationError("--sort-buffer-mb must be at least 1") }
+        if maxThrottleSeconds <= 0 { throw ValidationError("--max-throttle-seconds must be positive") }
     }
 
     func run() async throws {
+        log.bootstrap()
         do {
             try await load()
         } catch let error as ExitCode {
@@ -114,6 +123,16 @@ struct LoadCommand: AsyncParsableCommand {
     func load() async throws {
         // Reads (S3) use the standard retries; writes go through a client that does not retry,
         // because the loader's TableWriter retries throttling itself (with backoff and AIMD).
+        // Kubernetes sends SIGTERM before SIGKILL: stop reading, let the calls in flight finish,
+        // save the checkpoint and print the summary.
+        let stop = StopRequest()
+        let signals = SignalWatcher { signal in
+            if !stop.isRequested {
+                Console.line("hemstream load: \(signal): stopping after the calls in flight; the checkpoint is saved")
+            }
+            stop.request()
+        }
+        defer { signals.cancel() }
         let readClient: AWSClient? = dryRun ? try? aws.client() : try aws.client()
         let writeClient: AWSClient? = dryRun ? nil : try aws.client(retryPolicy: RetryPolicy(maxAttempts: 1))
         let locations = try await ExportSources.expand(sources, client: readClient)
@@ -121,13 +140,14 @@ struct LoadCommand: AsyncParsableCommand {
         if let previous { previousLocations = try await ExportSources.expand([previous], client: readClient) }
         let options = LoadOptions(
             table: name.table, concurrency: concurrency, maxWCU: maxWCU, dryRun: dryRun,
-            checkpointInterval: checkpointInterval, assumeSorted: assumeSorted, tmpDir: tmpDir,
-            sortMemory: sortBufferMB * 1_048_576, scanSegments: scanSegments, maxRCU: maxRCU)
+            checkpointInterval: checkpointInterval, maxThrottleSeconds: maxThrottleSeconds, assumeSorted: assumeSorted,
+            tmpDir: tmpDir, sortMemory: sortBufferMB * 1_048_576, scanSegments: scanSegments, maxRCU: maxRCU)
         let rejectsFile = try rejects.map { try RejectsFile(path: $0) }
         let checkpointFile = try checkpoint.map { try CheckpointFile(path: $0) }
         let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? LoadProgressLine.show : nil
         let loader = Loader(
-            client: writeClient, options: options, rejects: rejectsFile, checkpoint: checkpointFile, progress: progress)
+            client: writeClient, options: options, rejects: rejectsFile, checkpoint: checkpointFile, progress: progress,
+            stop: stop)
 
         var summaries: [SourceSummary] = []
         func finished(_ summary: SourceSummary) async {
@@ -156,10 +176,13 @@ struct LoadCommand: AsyncParsableCommand {
                     locations.map(\.location), name: partsName, size: partsSize, client: readClient,
                     scanClient: scanClient))
         } else {
-            for (location, size) in locations {
+            for (location, size) in locations where !stop.isRequested {
                 await finished(try await loader.load(location, size: size, client: readClient))
             }
-            if let repeated = try await loader.loadRepeats(client: readClient) { await finished(repeated) }
+            // After a stop the held-back rows wait for the rerun (it reads every source again).
+            if !stop.isRequested, let repeated = try await loader.loadRepeats(client: readClient) {
+                await finished(repeated)
+            }
         }
         rejectsFile?.flush()
 
@@ -180,10 +203,12 @@ struct LoadCommand: AsyncParsableCommand {
         let output: JSON = [
             "table": .string(name.table),
             "dry_run": .bool(dryRun),
+            "stopped": .bool(stop.isRequested),
             "sources": .array(summaries.map(\.json)),
             "totals": .object(totalsJSON),
         ]
         FileHandle.standardOutput.write(Data((output.serialized() + "\n").utf8))
+        if stop.isRequested { throw Exit.stopped }
         if totals.rejectedTotal > 0 { throw Exit.partial }
     }
 

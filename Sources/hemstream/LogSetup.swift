@@ -3,10 +3,21 @@ import Foundation
 import JSON
 import Logging
 
-/// `--log-level` and `--log-format`: swift-log bootstrapped once per process, text or one
-/// JSON object per line on stderr. Call sites log no PII; metadata holds keys, shards, codes.
-enum LogSetup {
-    static func bootstrap(level: Logger.Level, json: Bool) {
+/// `--log-level` and `--log-format`, taken by every command: swift-log bootstrapped once per
+/// process, before anything logs, text or one JSON object per line on stderr (stdout carries
+/// only a command's data). Call sites log no PII; metadata holds keys, shards, codes.
+struct LogOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+    @Option(help: "Log format: text or json (one object per line on stderr).") var logFormat = "text"
+
+    func validate() throws {
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format: text or json") }
+    }
+
+    /// Call first in a command's `run()`: swift-log allows one bootstrap per process.
+    func bootstrap() {
+        let level = logLevel
+        let json = logFormat == "json"
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
             handler.logLevel = level

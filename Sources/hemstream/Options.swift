@@ -1,7 +1,6 @@
 import AWSWire
 import ArgumentParser
 import Foundation
-import Logging
 
 /// `--region`: where the table lives. Shared by every command that talks to AWS.
 struct AWSOptions: ParsableArguments {
@@ -56,4 +55,6 @@ enum Exit {
     static let differs = ExitCode(3)
     /// `stream --on-gap halt`: records were trimmed before they were read.
     static let gapHalt = ExitCode(4)
+    /// `load`: SIGTERM/SIGINT stopped it cleanly; the checkpoint is saved, a rerun resumes.
+    static let stopped = ExitCode(5)
 }

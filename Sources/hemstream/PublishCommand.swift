@@ -33,6 +33,7 @@ struct PublishCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var kafka: KafkaOptions
+    @OptionGroup var log: LogOptions
     @Option(help: "The topic to publish to.") var topic: String
     @Option(help: "Seconds a message may take to be acknowledged (librdkafka message.timeout.ms).")
     var messageTimeout: Double = 120
@@ -48,6 +49,7 @@ struct PublishCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        log.bootstrap()
         let fail = { (message: String) -> ExitCode in
             Console.line("hemstream publish: \(message)")
             return ExitCode.failure

@@ -20,6 +20,7 @@ struct QueryCommand: AsyncParsableCommand {
 
     @OptionGroup var aws: AWSOptions
     @OptionGroup var name: TableNameOption
+    @OptionGroup var log: LogOptions
     @Option(help: "A VUP id (or an UNRESOLVED#xx sentinel): list its HEMs.") var vup: String?
     @Option(help: "A HEM: find its item(s) through hem-index.") var hem: String?
     @Flag(help: "Print PII attributes (email) in clear.") var revealPII = false
@@ -31,6 +32,7 @@ struct QueryCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        log.bootstrap()
         let client = try aws.client()
         let fields = try FieldClassification.load()
         var request: [String: JSON] = ["TableName": .string(name.table)]

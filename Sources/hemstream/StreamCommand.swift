@@ -52,8 +52,7 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Seconds a REMOVE's hem-index lookup allows the index to catch up.") var indexGrace: Double = 2
     @Option(help: "Seconds to deliver, checkpoint and release on SIGTERM.") var shutdownTimeout: Double = 30
     @OptionGroup var pii: PIIKeyOption
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
-    @Option(help: "Log format: text or json (one object per line on stderr).") var logFormat = "text"
+    @OptionGroup var log: LogOptions
     @Option(help: "Port for /metrics (Prometheus), /healthz and /readyz; none: no endpoint.") var metricsPort: Int?
     @Option(help: "Address the metrics endpoint binds to.") var metricsHost = "0.0.0.0"
 
@@ -61,7 +60,6 @@ struct StreamCommand: AsyncParsableCommand {
         guard ["trim-horizon", "latest"].contains(start) else { throw ValidationError("--start: trim-horizon or latest") }
         guard ["continue", "halt"].contains(onGap) else { throw ValidationError("--on-gap: continue or halt") }
         guard ["kafka", "stdout"].contains(sink) else { throw ValidationError("--sink: kafka or stdout") }
-        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format: text or json") }
         if let p = metricsPort, !(0...65535).contains(p) { throw ValidationError("--metrics-port: 0-65535") }
         guard leaseDuration >= 1, checkpointInterval > 0, shutdownTimeout > 0, pairWindow >= 0, discoveryInterval >= 1 else {
             throw ValidationError("--lease-duration ≥ 1; intervals and timeouts must be positive")
@@ -72,7 +70,7 @@ struct StreamCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LogSetup.bootstrap(level: logLevel, json: logFormat == "json")
+        log.bootstrap()
         let logger = Logger(label: "hemstream.stream")
         let fail = { (message: String) -> ExitCode in
             Console.line("hemstream stream: \(message)")

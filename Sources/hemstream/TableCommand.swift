@@ -25,6 +25,7 @@ struct TableCommand: AsyncParsableCommand {
 
         @OptionGroup var aws: AWSOptions
         @OptionGroup var name: TableNameOption
+        @OptionGroup var log: LogOptions
         @Option(help: "Seconds between status polls.") var pollInterval: Double = 5
         @Option(help: "Seconds to wait for the table or an index to become ACTIVE.") var timeout: Double = 3600
         @Flag(help: "Also create the stream reader's lease table (<table>-hemstream-leases, on-demand).")
@@ -32,6 +33,7 @@ struct TableCommand: AsyncParsableCommand {
         @Option(help: "The lease table's name, with --leases.") var leaseTable: String?
 
         func run() async throws {
+            log.bootstrap()
             let client = try aws.client()
             let manager = TableManager(
                 client: client, definition: try TableDefinition.load(tableName: name.table),
@@ -58,8 +60,10 @@ struct TableCommand: AsyncParsableCommand {
 
         @OptionGroup var aws: AWSOptions
         @OptionGroup var name: TableNameOption
+        @OptionGroup var log: LogOptions
 
         func run() async throws {
+            log.bootstrap()
             let manager = TableManager(
                 client: try aws.client(), definition: try TableDefinition.load(tableName: name.table),
                 report: Console.line)
@@ -86,6 +90,7 @@ struct TableCommand: AsyncParsableCommand {
 
         @OptionGroup var aws: AWSOptions
         @OptionGroup var name: TableNameOption
+        @OptionGroup var log: LogOptions
         @Option(help: "UTC time to restore to (ISO 8601 ending in Z), or 'latest'.") var to: String
         @Option(help: "Name of the new table.") var target: String
         @Flag(inversion: .prefixedNo, help: "Wait until the restored table is ACTIVE.") var wait = true
@@ -107,6 +112,7 @@ struct TableCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
+            log.bootstrap()
             let manager = TableManager(
                 client: try aws.client(), definition: try TableDefinition.load(tableName: name.table),
                 pollInterval: pollInterval, report: Console.line)

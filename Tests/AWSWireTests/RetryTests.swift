@@ -32,7 +32,11 @@ final class RetryTests: XCTestCase {
     func testRetry_whenConditionalCheckFailed_doesNotRetry() async throws {
         let server = try ScriptedHTTPServer(responses: [.awsJSONError(400, "ConditionalCheckFailedException", "no")])
         let client = try makeClient(endpoint: server.endpoint)
-        _ = await captureError { try await client.dynamoDB("PutItem", [:]) }
+        let error = await captureError { try await client.dynamoDB("PutItem", [:]) } as? AWSError
+        XCTAssertEqual(error?.kind, .service)
+        XCTAssertEqual(error?.code, "ConditionalCheckFailedException", "the caller must see the condition failed")
+        XCTAssertEqual(error?.isRetryable, false)
+        XCTAssertEqual(error?.attempts, 1)
         XCTAssertEqual(server.requestCount, 1)
     }
 
@@ -71,7 +75,9 @@ final class RetryTests: XCTestCase {
         XCTAssertEqual(first?.httpStatus, 503)
         XCTAssertEqual(server.requestCount, 3, "first try plus the two retries the quota pays for")
         XCTAssertEqual(client.retryQuotaAvailable, 2)
-        _ = await captureError { try await client.dynamoDB("ListTables", [:]) }
+        let second = await captureError { try await client.dynamoDB("ListTables", [:]) } as? AWSError
+        XCTAssertEqual(second?.httpStatus, 503, "the service's own failure, not a client-side one")
+        XCTAssertEqual(second?.attempts, 1)
         XCTAssertEqual(server.requestCount, 4, "an empty quota means no retries at all")
     }
 

@@ -107,17 +107,30 @@ final class CSVReadingTests: XCTestCase {
         XCTAssertTrue(error.description.contains("updated_at"))
     }
 
-    func testEmptyFile_isFatal() async throws {
+    // UNLOAD writes a part for every slice, also for one without rows: such a part is 0 rows
+    // and a warning, never a failure of the load.
+    func testEmptyFile_givesNoRecords_andAWarning() async throws {
         let directory = try TemporaryDirectory()
         let result = try await readBytes([], in: directory)
-        XCTAssertNotNil(result.error)
+        XCTAssertNil(result.error)
+        XCTAssertTrue(result.rows.isEmpty && result.rejections.isEmpty)
+        XCTAssertEqual(result.warnings, ["empty source (0 bytes): 0 rows"])
     }
 
-    func testHeaderOnly_givesNoRecords() async throws {
+    func testGzipOfNothing_givesNoRecords_andAWarning() async throws {
+        let directory = try TemporaryDirectory()
+        let result = try await readBytes(try gzip([]), named: "0000_part_00.gz", in: directory)
+        XCTAssertNil(result.error)
+        XCTAssertTrue(result.rows.isEmpty && result.rejections.isEmpty)
+        XCTAssertEqual(result.warnings, ["empty source (a gzip of nothing): 0 rows"])
+    }
+
+    func testHeaderOnly_givesNoRecords_andAWarning() async throws {
         let directory = try TemporaryDirectory()
         let result = try await readBytes(Array(Synthetic.header.utf8), in: directory)
         XCTAssertNil(result.error)
         XCTAssertTrue(result.rows.isEmpty && result.rejections.isEmpty)
+        XCTAssertEqual(result.warnings, ["a header row and no data rows: 0 rows"])
     }
 
     func testLastRowWithoutLineBreak_andBlankLines_areHandled() async throws {

@@ -121,7 +121,8 @@ final class GzipReadingTests: XCTestCase {
         XCTAssertTrue(try XCTUnwrap(result.error).description.contains("header"))
     }
 
-    func testLargeInput_isStreamedWithFlatMemory() async throws {
+    /// Peak memory of the same read is measured in a process of its own: LoadCommandTests.
+    func testLargeMultiMemberInput_isReadInOrderToTheEnd() async throws {
         let directory = try TemporaryDirectory()
         let url = directory.file("large.csv.gz")
         // 200k rows, written as 20 gzip members so the test never holds the whole text.
@@ -132,7 +133,6 @@ final class GzipReadingTests: XCTestCase {
             try handle.write(contentsOf: try gzip(lines(range, header: part == 0)))
         }
         try handle.close()
-        let before = peakRSS()
         let reader = try await ExportReader(location: .file(path: url.path), client: nil)
         var rows = 0
         var previous = ""
@@ -146,15 +146,6 @@ final class GzipReadingTests: XCTestCase {
         XCTAssertEqual(rows, 200_000)
         XCTAssertEqual(reader.recordsRead, 200_000)
         XCTAssertEqual(reader.bytesRead, reader.totalBytes)
-        // The plain text is ~32 MB and the rows as values far more; reading must not hold them.
-        let growth = peakRSS() - before
-        XCTAssertLessThan(growth, 24 * 1024 * 1024, "peak RSS grew by \(growth / 1024 / 1024) MiB")
-    }
-
-    private func peakRSS() -> Int {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return usage.ru_maxrss * 1024
     }
 }
 

@@ -45,6 +45,7 @@ final class RowValidationTests: XCTestCase {
             String(repeating: "g", count: 64),  // not hex
             String(Synthetic.hem(1).prefix(63)),  // wrong length
             Synthetic.hem(1).uppercased(),  // uppercase hex is rejected (see README)
+            "u@example.invalid",  // columns swapped upstream: the email where the hem belongs
             "",
         ]
         for hem in bad {

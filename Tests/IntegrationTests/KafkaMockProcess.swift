@@ -7,6 +7,11 @@ import XCTest
 final class BackgroundProcess: @unchecked Sendable {
     let process = Process()
     let stdin = Pipe()
+    /// Bytes written to stdin that the child has not read yet (FIONREAD on the pipe).
+    var stdinUnread: Int {
+        var n: Int32 = 0
+        return ioctl(stdin.fileHandleForWriting.fileDescriptor, UInt(FIONREAD), &n) == 0 ? Int(n) : -1
+    }
     private let stdout = Pipe()
     private let stderrFile: TemporaryFile
     /// With `stdoutToFile`, stdout goes here instead of the pipe, for polling while it runs.

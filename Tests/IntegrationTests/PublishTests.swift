@@ -90,7 +90,7 @@ final class PublishTests: XCTestCase {
         mock.child.signal(SIGSTOP)
         defer { mock.child.signal(SIGCONT) }
         child.stdin.fileHandleForWriting.write(Data(lines.dropFirst().joined().utf8))
-        usleep(500_000)
+        try waitUntil("the publisher has read every line", timeout: 30) { child.stdinUnread == 0 }
         child.signal(SIGTERM)
         let status = child.wait()
         mock.child.signal(SIGCONT)
@@ -187,7 +187,7 @@ final class PublishTests: XCTestCase {
 
     func testKafkaMock_whenTopicSpecIsBad_failsWithUsage() throws {
         let r = try Hemstream.run(["kafka-mock", "--topic", "x:zero"])
-        XCTAssertNotEqual(r.exitCode, 0)
+        XCTAssertEqual(r.exitCode, 64, "a usage error (EX_USAGE)")
         XCTAssertTrue(r.stderr.contains("--topic x:zero: expected name[:partitions]"), r.stderr)
     }
 }

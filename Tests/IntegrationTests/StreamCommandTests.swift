@@ -168,24 +168,15 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         ]
     }
 
-    func waitUntil(_ what: String, upTo seconds: Double = 60, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return }
-            usleep(200_000)
-        }
-        XCTFail("timed out waiting until \(what)")
-    }
-
     func testStream_secondReplica_takesTheShardAtOnceOnSigterm_andAfterExpiryOnSigkill_losingNothing() throws {
         let expected = try genExport(rows: 200)
         let day1 = dir.file("export/day1.csv.gz").path, day2 = dir.file("export/day2.csv.gz").path
         XCTAssertEqual(try Hemstream.run(["load", "--table", table, day1], environment: env).exitCode, 0)
 
         let a = try startStream(worker: "a")
-        try waitUntil("a holds the lease") { try leases().contains { $0.owner == "a" } }
+        try waitUntil("a holds the lease", timeout: 60, every: 0.2) { try leases().contains { $0.owner == "a" } }
         let b = try startStream(worker: "b")
-        try waitUntil("b has scanned the leases") { b.stderr.contains("stream reader started") }
+        try waitUntil("b has scanned the leases", timeout: 60, every: 0.2) { b.stderr.contains("stream reader started") }
         // One shard (moto): a keeps it, b waits its turn.
         usleep(1_500_000)
         XCTAssertEqual(try leases().filter { $0.owner == "b" }.count, 0, "b must not take a live lease")
@@ -194,7 +185,7 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         a.signal(SIGTERM)
         XCTAssertEqual(a.wait(upTo: 40), 0, a.stderr)
         let released = Date()
-        try waitUntil("b takes the released lease", upTo: 3.5) { try leases().contains { $0.owner == "b" } }
+        try waitUntil("b takes the released lease", timeout: 3.5, every: 0.2) { try leases().contains { $0.owner == "b" } }
         XCTAssertLessThan(Date().timeIntervalSince(released), 3.5)
 
         let loaded2 = try Hemstream.run(["load", "--table", table, day2, "--previous", day1], environment: env)
@@ -207,7 +198,7 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         _ = b.wait(upTo: 10)
         let c = try startStream(worker: "c")
         let killed = Date()
-        try waitUntil("c takes the dead replica's lease", upTo: 15) { try leases().contains { $0.owner == "c" } }
+        try waitUntil("c takes the dead replica's lease", timeout: 15, every: 0.2) { try leases().contains { $0.owner == "c" } }
         XCTAssertLessThan(Date().timeIntervalSince(killed), 4 + 2 + 3, "lease duration + one scan (+ start-up)")
         c.signal(SIGTERM)
         XCTAssertEqual(c.wait(upTo: 40), 0, c.stderr)
@@ -234,7 +225,7 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         XCTAssertEqual(loader.wait(upTo: 120), 0, loader.stderr)
         let last = try startStream(["--lease-duration", "1"], worker: "final")
         let total = want(expected).values.reduce(0, +)
-        try waitUntil("every expected event is in Kafka", upTo: 120) { uniqueCounts(try events()).values.reduce(0, +) >= total }
+        try waitUntil("every expected event is in Kafka", timeout: 120, every: 0.2) { uniqueCounts(try events()).values.reduce(0, +) >= total }
         last.signal(SIGTERM)
         XCTAssertEqual(last.wait(upTo: 40), 0, last.stderr)
         XCTAssertEqual(uniqueCounts(try events()), want(expected), "no event missing (nor invented) after 10 SIGKILLs")
@@ -256,7 +247,7 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         let stream = try startStream(["--metrics-port", "\(port)", "--metrics-host", "127.0.0.1"])
         let rows = expected["day1"]?["rows"]?.intValue ?? 0
         _ = try waitForEvents(rows, while: stream)
-        try waitUntil("caught up: iterator age 0") {
+        try waitUntil("caught up: iterator age 0", timeout: 60, every: 0.2) {
             let m = try scrape(port)
             return m.value("hemstream_stream_records_read_total") == Double(rows)
                 && m.all("hemstream_stream_iterator_age_seconds").allSatisfy { $0.value == 0 }
@@ -273,17 +264,17 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         // Kafka stops answering: day 2 is read, not acknowledged; the age climbs and readiness drops.
         kafka.child.signal(SIGSTOP)
         XCTAssertEqual(try Hemstream.run(["load", "--table", table, day2, "--previous", day1], environment: env).exitCode, 0)
-        try waitUntil("iterator age ≥ 3 s while Kafka is away", upTo: 30) {
+        try waitUntil("iterator age ≥ 3 s while Kafka is away", timeout: 30, every: 0.2) {
             (try scrape(port).all("hemstream_stream_iterator_age_seconds").map(\.value).max() ?? 0) >= 3
         }
-        try waitUntil("/readyz says Kafka is unreachable", upTo: 30) {
+        try waitUntil("/readyz says Kafka is unreachable", timeout: 30, every: 0.2) {
             try HTTP.request("GET", port: port, path: "/readyz").status == 503
         }
         kafka.child.signal(SIGCONT)
-        try waitUntil("iterator age back to 0 once Kafka is back", upTo: 60) {
+        try waitUntil("iterator age back to 0 once Kafka is back", timeout: 60, every: 0.2) {
             try scrape(port).all("hemstream_stream_iterator_age_seconds").allSatisfy { $0.value == 0 }
         }
-        try waitUntil("ready again", upTo: 30) { try HTTP.request("GET", port: port, path: "/readyz").status == 200 }
+        try waitUntil("ready again", timeout: 30, every: 0.2) { try HTTP.request("GET", port: port, path: "/readyz").status == 200 }
         stream.signal(SIGTERM)
         XCTAssertEqual(stream.wait(upTo: 40), 0, stream.stderr)
         XCTAssertEqual(uniqueCounts(try events()), want(expected), "nothing lost across the outage")

@@ -125,7 +125,7 @@ final class TableCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs
 
     func testQuery_withoutExactlyOneKey_isAUsageError() throws {
         let both = try hemstream(["query", "--vup", "x", "--hem", "y"])
-        XCTAssertNotEqual(both.exitCode, 0)
+        XCTAssertEqual(both.exitCode, 64, "a usage error (EX_USAGE), not a failed query")
         XCTAssertTrue(both.stderr.contains("exactly one of --vup or --hem"), both.stderr)
     }
 
@@ -148,7 +148,7 @@ final class TableCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs
         XCTAssertEqual(query.stdoutLines.count, 1, query.stderr)
 
         let bad = try hemstream(["table", "restore", "--table", table, "--to", "2026-11-24 06:00", "--target", target])
-        XCTAssertNotEqual(bad.exitCode, 0)
+        XCTAssertEqual(bad.exitCode, 64, "a usage error (EX_USAGE)")
         XCTAssertTrue(bad.stderr.contains("--to must be a UTC time"), bad.stderr)
     }
 }

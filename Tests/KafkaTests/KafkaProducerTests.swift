@@ -103,10 +103,14 @@ final class KafkaProducerTests: XCTestCase {
             }
         }
         try send(0..<total / 2)
+        XCTAssertNil(producer.lastClientError, "no error before the outage")
         cluster.setBrokerDown(-1)
         try send(total / 2..<total)
-        // Let the producer see the outage (disconnects, failed retries) before the brokers return.
-        Thread.sleep(forTimeInterval: 1)
+        // The brokers return only once the producer has seen them go (librdkafka's error callback),
+        // with messages still waiting for them: the outage happened to this producer.
+        try waitUntil("the producer reports the brokers down", timeout: 60) { producer.lastClientError != nil }
+        XCTAssertGreaterThan(producer.inFlight, 0, "messages wait while every broker is down")
+        XCTAssertLessThan(acked.load(ordering: .relaxed), total)
         cluster.setBrokerUp(-1)
         producer.close(flushTimeout: .seconds(90))
 

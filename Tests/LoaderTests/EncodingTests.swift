@@ -1,5 +1,6 @@
 import Export
 import JSON
+import Schemas
 import XCTest
 
 @testable import Loader
@@ -10,7 +11,7 @@ final class EncodingTests: XCTestCase {
 
     func row(_ hem: String, vup: String? = nil, email: String? = "a\"b@example.invalid", line: Int = 2) -> ExportRow {
         ExportRow(
-            hem: hem, vupID: vup ?? ItemEncoding.sentinel(forHem: hem), email: email, domain: "example.invalid",
+            hem: hem, vupID: vup ?? Sentinel.vupID(forHem: hem), email: email, domain: "example.invalid",
             source: nil, lastVerified: "2026-11-20T00:00:00Z", updatedAt: "2026-11-24T06:00:00Z", line: line)
     }
 
@@ -98,9 +99,11 @@ final class EncodingTests: XCTestCase {
 
     func testSentinel_isUnresolvedAndTheHemsFirstTwoCharacters() {
         for hem in [hem, "ab", "é0ff", "x"] {
-            XCTAssertEqual(ItemEncoding.sentinel(forHem: hem), "UNRESOLVED#" + hem.prefix(2))
+            XCTAssertEqual(Sentinel.vupID(forHem: hem), "UNRESOLVED#" + hem.prefix(2))
         }
-        XCTAssertTrue(ItemEncoding.isSentinel(ItemEncoding.sentinel(forHem: hem)))
+        XCTAssertTrue(Sentinel.isSentinel(Sentinel.vupID(forHem: hem)))
+        XCTAssertFalse(Sentinel.isSentinel("VUP-1"))
+        XCTAssertFalse(Sentinel.isSentinel("unresolved#ab"), "the prefix is case-sensitive")
     }
 
     func testSentinelKeys_eachHemOnce_inOrder() {

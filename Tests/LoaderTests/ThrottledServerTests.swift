@@ -97,4 +97,65 @@ final class ThrottledServerTests: XCTestCase {
         XCTAssertGreaterThan(summary.stats.retries, 0)
         XCTAssertEqual(summary.rejectedTotal, 0)
     }
+
+    /// A writer against `server` with a fast backoff, so many throttled rounds take little time.
+    func writer(_ server: ScriptedHTTPServer, maxThrottleSeconds: Double) throws -> TableWriter {
+        let configuration = try AWSConfiguration.resolve(
+            region: nil,
+            environment: [
+                "AWS_ENDPOINT_URL": server.endpoint, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                "AWS_REGION": "us-east-1",
+            ])
+        return TableWriter(
+            client: AWSClient(configuration: configuration, retryPolicy: RetryPolicy(maxAttempts: 1)), table: "t",
+            concurrency: AdaptiveConcurrency(maximum: 1), bucket: nil, backoff: Backoff(base: 0.001, cap: 0.004),
+            maxThrottleSeconds: maxThrottleSeconds)
+    }
+
+    static let row = ExportRow(
+        hem: String(repeating: "a", count: 32), vupID: "VUP-1", email: nil, domain: nil, source: nil, lastVerified: nil,
+        updatedAt: "2026-11-24T06:00:00Z", line: 2)
+
+    /// The limit is time without progress, not a count of attempts: 150 throttled answers in a
+    /// row (more than any fixed attempt budget the loader used to have) still end in a write.
+    func testWrite_whenThrottledManyTimesWithinTheLimit_isWritten() async throws {
+        let server = try ScriptedHTTPServer { _, index in
+            index < 150
+                ? .awsJSONError(400, "ThrottlingException", "Rate of requests exceeds the allowed throughput.")
+                : .json(200, #"{"UnprocessedItems":{}}"#)
+        }
+        let stats = try await writer(server, maxThrottleSeconds: 60).write([.put(Self.row)])
+        XCTAssertEqual(stats.puts, 1)
+        XCTAssertEqual(stats.throttled, 150)
+        XCTAssertEqual(server.requestCount, 151)
+    }
+
+    /// A table that never stops throttling fails the load once the limit has passed, naming
+    /// the AWS code and the limit; unprocessed items without progress likewise.
+    func testWrite_whenThrottledWithoutProgressPastTheLimit_failsNamingCodeAndLimit() async throws {
+        let throttling = try ScriptedHTTPServer { _, _ in
+            .awsJSONError(400, "ThrottlingException", "Rate of requests exceeds the allowed throughput.")
+        }
+        let started = ContinuousClock.now
+        let error = await captureError {
+            try await self.writer(throttling, maxThrottleSeconds: 0.5).write([.put(Self.row)])
+        }
+        let elapsed = ContinuousClock.now - started
+        let aws = try XCTUnwrap(error as? AWSError, "\(String(describing: error))")
+        XCTAssertEqual(aws.code, "ThrottlingException")
+        XCTAssertTrue(aws.description.contains("--max-throttle-seconds 0"), aws.description)
+        XCTAssertGreaterThanOrEqual(elapsed, .milliseconds(500))
+        XCTAssertLessThan(elapsed, .seconds(10))
+
+        let unprocessed = try ScriptedHTTPServer { request, _ in
+            let body = try! JSON.parse(request.body)
+            return .json(200, #"{"UnprocessedItems":\#(body["RequestItems"]!.serialized())}"#)
+        }
+        let stalled = await captureError {
+            try await self.writer(unprocessed, maxThrottleSeconds: 0.5).write([.put(Self.row)])
+        }
+        let stalledAWS = try XCTUnwrap(stalled as? AWSError, "\(String(describing: stalled))")
+        XCTAssertEqual(stalledAWS.code, "UnprocessedItems")
+        XCTAssertTrue(stalledAWS.description.contains("without progress"), stalledAWS.description)
+    }
 }

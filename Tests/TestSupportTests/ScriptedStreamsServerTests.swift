@@ -327,7 +327,8 @@ final class ScriptedStreamsServerTests: XCTestCase {
         XCTAssertEqual(hems(fresh), [hem(0)])
 
         let second = try await iterator(client, shard: shard)
-        try await Task.sleep(nanoseconds: 5_000_000)
+        let issued = Date()
+        try waitUntil("the clock has moved past the second iterator's issue", timeout: 5, every: 0.001) { Date() > issued }
         server.expireIterators(issuedBefore: Date())
         let third = try await iterator(client, shard: shard)
         let expired = await errorCode { try await self.getRecords(client, second) }
