@@ -6,8 +6,8 @@
 
 /// An external merge sort of byte records by a byte key, with bounded memory: records are
 /// buffered up to `memoryLimit` bytes, each full buffer is sorted and spilled as a run to a
-/// temporary file under `directory`, and `finish()` k-way merges the runs (the last buffer stays
-/// in memory as the last run). Equal keys come out in the order they were added (a run's records
+/// temporary file under `directory`, and `finish()` k-way merges the runs (input that fits in
+/// one buffer never touches the disk). Equal keys come out in the order they were added (a run's records
 /// keep their order; between runs the earlier run wins), so "the last row of a hem" stays last.
 ///
 /// Run files are unlinked as soon as they are created: they vanish when the sorter is released,
@@ -65,10 +65,14 @@ public final class ExternalSorter {
     public func finish() throws(ExportError) -> SortedRecords {
         precondition(!finished, "finish twice")
         finished = true
+        // Once anything went to disk, the last buffer goes too and its memory is freed: the
+        // merge then holds one read buffer per run, and the next sort (the export's, after the
+        // table's) starts from nothing.
+        if !runs.isEmpty && !offsets.isEmpty { try spill() }
         sortBuffer()
         var cursors: [RunCursor] = []
         for run in runs { cursors.append(try RunCursor(file: run)) }
-        cursors.append(RunCursor(memory: arena, offsets: offsets))
+        if !offsets.isEmpty { cursors.append(RunCursor(memory: arena, offsets: offsets)) }
         arena = []
         offsets = []
         runs = []

@@ -104,15 +104,22 @@ struct TableScanner {
     ) {
         if let bucket { try await bucket.acquire(Self.pageUnits) }
         var stats = WriteStats()
-        let response = try await caller.call("Scan", Self.request(table, segment, segments, start), &stats)
+        let page = try await caller.call("Scan", Self.request(table, segment, segments, start), &stats) { bytes in
+            if let page = ScanPage.parse(bytes) { return page }
+            guard let json = try? JSON.parse(bytes), let members = json.objectValue else {
+                throw AWSError(
+                    kind: .malformedResponse, service: .dynamoDB, operation: "Scan", message: "response is not JSON")
+            }
+            return ScanPage(rows: (json["Items"]?.arrayValue ?? []).compactMap(Self.row), members: members)
+        }
         // Scan reports one ConsumedCapacity object (the write calls a list of them).
-        if let units = response["ConsumedCapacity"]?["CapacityUnits"]?.doubleValue {
+        if let units = page.members["ConsumedCapacity"]?["CapacityUnits"]?.doubleValue {
             stats.consumedCapacity += units
             stats.capacityReported = true
         }
         if let bucket { _ = bucket.reserve(Int(stats.consumedCapacity.rounded(.up)) - Self.pageUnits) }
-        let rows = (response["Items"]?.arrayValue ?? []).compactMap(Self.row)
-        let next = response["LastEvaluatedKey"].flatMap { $0.isNull ? nil : $0 }
+        let rows = page.rows
+        let next = page.members["LastEvaluatedKey"].flatMap { $0.isNull ? nil : $0 }
         return (segment, rows, next, stats)
     }
 

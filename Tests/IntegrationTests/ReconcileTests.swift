@@ -177,7 +177,7 @@ final class ReconcileTests: XCTestCase, @unchecked Sendable {  // XCTest runs on
         let strict = try load(["--reconcile", day2Parts, "--assume-sorted"])
         XCTAssertEqual(strict.exitCode, 1, strict.stderr)
         XCTAssertEqual(strict.stderr.split(separator: "\n").count, 1, strict.stderr)
-        XCTAssertTrue(strict.stderr.contains("day2_0002_part_00 line 3:"), strict.stderr)
+        XCTAssertTrue(strict.stderr.contains("day2_0002_part_00:3:"), strict.stderr)
         XCTAssertTrue(strict.stderr.contains("out of order"), strict.stderr)
         assertNoEmails([incremental.stdout, reconcile.stdout, strict.stdout, strict.stderr])
     }
