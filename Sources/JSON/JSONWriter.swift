@@ -104,38 +104,55 @@ public struct JSONWriter: Sendable {
         }
     }
 
+    // MARK: Template writing: hot paths that write one fixed shape (change events) append
+    // verbatim JSON text and quoted strings themselves; these calls leave commas to the caller.
+
+    /// JSON text written as it is (the caller keeps the document well-formed).
+    public mutating func appendLiteral(_ text: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// Bytes written as they are: JSON text the caller knows is well-formed.
+    public mutating func appendLiteral<C: Collection>(_ text: C) where C.Element == UInt8 {
+        bytes.append(contentsOf: text)
+    }
+
+    /// A string, quoted and escaped as `string(_:)` writes it.
+    public mutating func appendQuoted(_ s: String) {
+        var s = s
+        s.withUTF8 { appendQuoted(utf8: $0) }
+    }
+
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
-    private mutating func appendQuoted(_ s: String) {
+    /// UTF-8 text, quoted and escaped as `string(_:)` writes it.
+    public mutating func appendQuoted(utf8 buffer: UnsafeBufferPointer<UInt8>) {
         bytes.append(UInt8(ascii: "\""))
-        var s = s
-        s.withUTF8 { buffer in
-            var runStart = 0
-            var i = 0
-            while i < buffer.count {
-                let c = buffer[i]
-                if c >= 0x20 && c != 0x22 && c != 0x5C {
-                    i += 1
-                    continue
-                }
-                if runStart < i { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[runStart..<i])) }
-                switch c {
-                case 0x22: bytes.append(contentsOf: [0x5C, 0x22])
-                case 0x5C: bytes.append(contentsOf: [0x5C, 0x5C])
-                case 0x0A: bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-                case 0x0D: bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-                case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-                default:
-                    bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30])
-                    bytes.append(Self.hex[Int(c >> 4)])
-                    bytes.append(Self.hex[Int(c & 0xF)])
-                }
+        var runStart = 0
+        var i = 0
+        while i < buffer.count {
+            let c = buffer[i]
+            if c >= 0x20 && c != 0x22 && c != 0x5C {
                 i += 1
-                runStart = i
+                continue
             }
-            if runStart < buffer.count {
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[runStart..<buffer.count]))
+            if runStart < i { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[runStart..<i])) }
+            switch c {
+            case 0x22: bytes.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: bytes.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D: bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            default:
+                bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30])
+                bytes.append(Self.hex[Int(c >> 4)])
+                bytes.append(Self.hex[Int(c & 0xF)])
             }
+            i += 1
+            runStart = i
+        }
+        if runStart < buffer.count {
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[runStart..<buffer.count]))
         }
         bytes.append(UInt8(ascii: "\""))
     }

@@ -4,11 +4,23 @@ import JSON
 import Kafka
 import Synchronization
 
+/// The CloudEvents headers an event carries (`publish` sends the same); dead letters carry none.
+public struct EventHeaders: Sendable {
+    public var id: String
+    public var type: String
+    public init(id: String, type: String) {
+        self.id = id
+        self.type = type
+    }
+}
+
 /// Where change events go: Kafka, or NDJSON on stdout (`--sink stdout`).
 public protocol EventSink: Sendable {
     /// Enqueues one message; its acknowledgement comes back through the pipeline's `delivered`
-    /// with `tag`. Returns true when the message is acknowledged already (stdout).
-    func send(key: [UInt8], value: [UInt8], headers: [KafkaHeader], tag: UInt64, toDLQ: Bool) throws -> Bool
+    /// with `tag`. Returns true when the message is acknowledged already (stdout). The pipeline
+    /// holds `value` unchanged until that acknowledgement, so a sink may hand Kafka the bytes
+    /// themselves instead of a copy.
+    func send(key: [UInt8], value: [UInt8], headers: EventHeaders?, tag: UInt64, toDLQ: Bool) throws -> Bool
     /// Waits up to `timeout` for everything sent to be acknowledged; true when nothing is left.
     func flush(timeout: Duration) async -> Bool
     func close(timeout: Duration)
@@ -68,7 +80,9 @@ public final class EventPipeline: Sendable {
     struct State {
         var detector: ChangeDetector
         var ledgers: [String: Ledger] = [:]
-        var tags: [UInt64: (positions: [StreamPosition], sent: ContinuousClock.Instant)] = [:]
+        /// Each message in flight: its records, when it was sent, and its bytes (held for the
+        /// sink until the acknowledgement).
+        var tags: [UInt64: (positions: [StreamPosition], sent: ContinuousClock.Instant, bytes: [UInt8])] = [:]
         var nextTag: UInt64 = 1
         var fatal: String?
         var inFlight = 0
@@ -98,16 +112,16 @@ public final class EventPipeline: Sendable {
 
     /// Processes one page of a shard's records, in order. REMOVEs the resolver says are the
     /// departing half of a loader move are acknowledged without an event.
-    public func process(_ records: [JSON], shardID: String, streamARN: String, departing: Set<Int>) throws {
+    public func process(_ records: [StreamRecord], shardID: String, streamARN: String, departing: Set<Int>) throws {
         var sends: [(ChangeEvent?, [UInt8]?, UInt64)] = []
+        metrics.recordsRead.increment(by: records.count)
         state.withLock { s in
             // The shard's ledger is changed in place (a local copy would be copied on write for
             // every record: the cost grew with the records not yet checkpointed).
             if s.ledgers[shardID] == nil { s.ledgers[shardID] = Ledger() }
             for (i, record) in records.enumerated() {
-                let seq = record["dynamodb"]?["SequenceNumber"]?.stringValue ?? ""
-                let time = record["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0
-                metrics.recordsRead.increment()
+                let seq = record.sequenceNumber ?? ""
+                let time = record.time ?? 0
                 if departing.contains(i) {
                     s.ledgers[shardID]!.add(seq, held: false, time: time)
                     continue
@@ -115,7 +129,7 @@ public final class EventPipeline: Sendable {
                 do {
                     let outcome = try s.detector.ingestTracked(record, shardID: shardID, streamARN: streamARN)
                     s.ledgers[shardID]!.add(seq, held: outcome.held, time: time)
-                    for e in outcome.events { sends.append((e, nil, Self.enqueue(&s, positions: e.positions))) }
+                    for e in outcome.events { sends.append((e, nil, Self.enqueue(&s, positions: e.positions, bytes: e.bytes))) }
                 } catch {
                     s.ledgers[shardID]!.add(seq, held: false, time: time)
                     let dlq = Self.deadLetter(record, shardID: shardID, seq: seq, error: "\(error)")
@@ -124,7 +138,7 @@ public final class EventPipeline: Sendable {
                         + (hasDLQ ? "; sent to the dead-letter topic" : "; skipped (no --dlq-topic)"))
                     if hasDLQ {
                         let pos = StreamPosition(streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?")
-                        sends.append((nil, dlq, Self.enqueue(&s, positions: [pos])))
+                        sends.append((nil, dlq, Self.enqueue(&s, positions: [pos], bytes: dlq)))
                     }
                 }
             }
@@ -134,7 +148,7 @@ public final class EventPipeline: Sendable {
         for (event, dlq, tag) in sends {
             if let event {
                 try emit(event, tag: tag, sink: sink)
-            } else if try sink.send(key: [], value: dlq!, headers: [], tag: tag, toDLQ: true) {
+            } else if try sink.send(key: [], value: dlq!, headers: nil, tag: tag, toDLQ: true) {
                 delivered(tag: tag, error: nil)
             }
         }
@@ -161,7 +175,7 @@ public final class EventPipeline: Sendable {
     /// Sends the events a settling of the detector gives, and releases the halves it settled.
     func settle(_ settling: (inout ChangeDetector) -> [ChangeEvent]) throws {
         let sends = state.withLock { s in
-            let sends = settling(&s.detector).map { ($0, Self.enqueue(&s, positions: $0.positions)) }
+            let sends = settling(&s.detector).map { ($0, Self.enqueue(&s, positions: $0.positions, bytes: $0.bytes)) }
             Self.release(&s, s.detector.drainReleased())
             return sends
         }
@@ -172,8 +186,7 @@ public final class EventPipeline: Sendable {
     /// The one door events leave by: an event holding an email-shaped string (a public field
     /// that carried an address) is stopped, counted and logged by position, never sent.
     func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventSink) throws {
-        let bytes = event.encoded()
-        if PIIGuard.containsEmailAddress(bytes) {
+        if PIIGuard.containsEmailAddress(event.bytes) {
             metrics.piiBlocked.increment()
             let where_ = event.positions.map { "shard \($0.shardID) record \($0.sequenceNumber)" }.joined(separator: ", ")
             report("a \(event.type) event (\(where_)) held an email-shaped value: not sent")
@@ -181,7 +194,8 @@ public final class EventPipeline: Sendable {
             return
         }
         metrics.events(type: event.type)
-        if try sink.send(key: Array(event.hem.utf8), value: bytes, headers: Self.headers(id: event.id, type: event.type), tag: tag, toDLQ: false) {
+        let headers = EventHeaders(id: event.id, type: event.type)
+        if try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false) {
             delivered(tag: tag, error: nil)
         }
     }
@@ -190,9 +204,10 @@ public final class EventPipeline: Sendable {
     /// no record of the shard, so it is flushed before the shard's checkpoint moves past the gap.
     public func sendGap(_ event: JSON, hem: String) throws {
         metrics.events(type: "stream.gap")
-        let tag = state.withLock { s in Self.enqueue(&s, positions: []) }
-        let headers = Self.headers(id: event["id"]?.stringValue ?? "", type: "stream.gap")
-        if try sink.send(key: Array(hem.utf8), value: event.serializedBytes(), headers: headers, tag: tag, toDLQ: false) {
+        let bytes = event.serializedBytes()
+        let tag = state.withLock { s in Self.enqueue(&s, positions: [], bytes: bytes) }
+        let headers = EventHeaders(id: event["id"]?.stringValue ?? "", type: "stream.gap")
+        if try sink.send(key: Array(hem.utf8), value: bytes, headers: headers, tag: tag, toDLQ: false) {
             delivered(tag: tag, error: nil)
         }
     }
@@ -246,11 +261,11 @@ public final class EventPipeline: Sendable {
         state.withLock { s in _ = s.ledgers.removeValue(forKey: shardID) }
     }
 
-    static func enqueue(_ s: inout State, positions: [StreamPosition]) -> UInt64 {
+    static func enqueue(_ s: inout State, positions: [StreamPosition], bytes: [UInt8]) -> UInt64 {
         let tag = s.nextTag
         s.nextTag += 1
         s.inFlight += 1
-        s.tags[tag] = (positions, .now)
+        s.tags[tag] = (positions, .now, bytes)
         for p in positions { s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.outstanding += 1 } }
         return tag
     }
@@ -259,23 +274,14 @@ public final class EventPipeline: Sendable {
         for p in positions { s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.held -= 1 } }
     }
 
-    /// The CloudEvents headers `publish` sends too.
-    static func headers(id: String, type: String) -> [KafkaHeader] {
-        [
-            KafkaHeader("content-type", "application/cloudevents+json"), KafkaHeader("ce_specversion", "1.0"),
-            KafkaHeader("ce_id", id), KafkaHeader("ce_type", type),
-        ]
-    }
-
     /// A dead letter: where the record sits, its keys (pseudonymous) and why; never its images.
-    static func deadLetter(_ record: JSON, shardID: String, seq: String, error: String) -> [UInt8] {
+    static func deadLetter(_ record: StreamRecord, shardID: String, seq: String, error: String) -> [UInt8] {
         var keys: [String: JSON] = [:]
-        for k in ["hem", "vup_id"] {
-            if let v = record["dynamodb"]?["Keys"]?[k]?["S"]?.stringValue { keys[k] = .string(v) }
-        }
+        if let v = record.keyHem { keys["hem"] = .string(v) }
+        if let v = record.keyVupID { keys["vup_id"] = .string(v) }
         let dl: JSON = [
             "shard_id": .string(shardID), "sequence_number": .string(seq),
-            "event_name": record["eventName"]?.stringValue.map(JSON.string) ?? .null,
+            "event_name": record.eventName.map(JSON.string) ?? .null,
             "keys": .object(keys), "error": .string(error),
         ]
         return dl.serializedBytes()

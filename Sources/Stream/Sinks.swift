@@ -25,9 +25,35 @@ public final class KafkaEventSink: EventSink {
         }
     }
 
-    public func send(key: [UInt8], value: [UInt8], headers: [KafkaHeader], tag: UInt64, toDLQ: Bool) throws -> Bool {
+    /// Produces `value` without a copy (the pipeline holds it until the delivery report); key
+    /// and headers are copied by librdkafka during the call.
+    public func send(key: [UInt8], value: [UInt8], headers: EventHeaders?, tag: UInt64, toDLQ: Bool) throws -> Bool {
         let producer = toDLQ ? (deadLetters ?? events) : events
-        _ = try producer.send(KafkaMessage(key: key.isEmpty ? nil : key, value: value, headers: headers), tag: tag)
+        // The pointer outlives the closure: `value`'s storage is kept alive, unchanged, by the
+        // pipeline's in-flight entry until the delivery report (as publish pins its chunks).
+        let payload = value.withUnsafeBytes { $0 }
+        try key.withUnsafeBytes { k in
+            guard let headers else {
+                _ = try producer.send(
+                    key: k.isEmpty ? nil : k, value: payload, headers: UnsafeBufferPointer(start: nil, count: 0), tag: tag,
+                    copy: false)
+                return
+            }
+            var id = headers.id
+            var type = headers.type
+            try id.withUTF8 { id in
+                try type.withUTF8 { type in
+                    try withUnsafeTemporaryAllocation(of: KafkaRawHeader.self, capacity: 4) { h in
+                        h[0] = KafkaRawHeader("content-type", "application/cloudevents+json")
+                        h[1] = KafkaRawHeader("ce_specversion", "1.0")
+                        h[2] = KafkaRawHeader("ce_id", UnsafeRawBufferPointer(id))
+                        h[3] = KafkaRawHeader("ce_type", UnsafeRawBufferPointer(type))
+                        _ = try producer.send(
+                            key: k.isEmpty ? nil : k, value: payload, headers: UnsafeBufferPointer(h), tag: tag, copy: false)
+                    }
+                }
+            }
+        }
         return false
     }
 
@@ -51,7 +77,7 @@ public final class StdoutEventSink: EventSink {
     let lock = Mutex(())
     public init() {}
 
-    public func send(key: [UInt8], value: [UInt8], headers: [KafkaHeader], tag: UInt64, toDLQ: Bool) throws -> Bool {
+    public func send(key: [UInt8], value: [UInt8], headers: EventHeaders?, tag: UInt64, toDLQ: Bool) throws -> Bool {
         lock.withLock { _ in
             FileHandle.standardOutput.write(Data(value + [10]))
         }

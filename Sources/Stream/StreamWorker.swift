@@ -444,13 +444,13 @@ public final class StreamWorker: Sendable {
                 backoff = 0.1
                 if let before = gapBefore {
                     gapBefore = nil
-                    try sendGap(shard: shard, arn: arn, before: before, after: page.records.first?["dynamodb"]?["SequenceNumber"]?.stringValue)
+                    try sendGap(shard: shard, arn: arn, before: before, after: page.records.first?.sequenceNumber)
                 }
                 let departing = await departingHalves(page.records, shard: shard)
                 guard reading(shard) else { return }
                 try pipeline.process(page.records, shardID: shard, streamARN: arn, departing: departing)
                 // What the lag gauges are computed from, every round (updateLag).
-                let lastTime = page.records.last?["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue
+                let lastTime = page.records.last?.time
                 if page.records.last != nil { lastRead = page.lastSequenceNumber }
                 state.withLock {
                     if let lastTime { $0.owned[shard]?.lastReadTime = lastTime }
@@ -518,26 +518,24 @@ public final class StreamWorker: Sendable {
     /// Indexes of the page's REMOVEs that are the departing half of a loader move: those whose
     /// loader INSERT is in the same page or was already seen by the detector, and those a
     /// hem-index lookup finds moved (lookups made concurrently, at most 16 at a time).
-    func departingHalves(_ records: [JSON], shard: String) async -> Set<Int> {
+    func departingHalves(_ records: [StreamRecord], shard: String) async -> Set<Int> {
         var arriving = Set<String>()
-        for r in records where r["eventName"]?.stringValue == "INSERT" {
-            guard let img = r["dynamodb"]?["NewImage"], let hem = img["hem"]?["S"]?.stringValue,
-                let from = img["previous_vup_id"]?["S"]?.stringValue
-            else { continue }
+        for r in records where r.eventName == "INSERT" {
+            guard let img = r.newImage, let hem = img.string("hem"), let from = img.string("previous_vup_id") else { continue }
             arriving.insert(hem + "|" + from)
         }
         var lookups: [(Int, String, String, Double)] = []
         var known = Set<Int>()
-        for (i, r) in records.enumerated() where r["eventName"]?.stringValue == "REMOVE" {
-            guard let img = r["dynamodb"]?["OldImage"] ?? r["dynamodb"]?["Keys"],
-                let hem = img["hem"]?["S"]?.stringValue, let vup = img["vup_id"]?["S"]?.stringValue
-            else { continue }
+        for (i, r) in records.enumerated() where r.eventName == "REMOVE" {
+            // The old image's keys, else (no image) the record's Keys.
+            let keys = r.oldImage.map { ($0.string("hem"), $0.string("vup_id")) } ?? (r.keyHem, r.keyVupID)
+            guard let hem = keys.0, let vup = keys.1 else { continue }
             if arriving.contains(hem + "|" + vup) || pipeline.knowsDeparture(hem: hem, from: vup) {
                 metrics.movesClassified(by: "record")
                 known.insert(i)
                 continue
             }
-            lookups.append((i, hem, vup, r["dynamodb"]?["ApproximateCreationDateTime"]?.doubleValue ?? 0))
+            lookups.append((i, hem, vup, r.time ?? 0))
         }
         guard !lookups.isEmpty else { return known }
         return await withTaskGroup(of: Int?.self) { group in

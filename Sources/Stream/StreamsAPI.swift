@@ -1,4 +1,5 @@
 import AWSWire
+import Events
 import Foundation
 import JSON
 
@@ -25,12 +26,13 @@ public enum IteratorStart: Sendable, Equatable {
     case afterSequenceNumber(String)
 }
 
-/// One GetRecords page: the records (wire JSON) and the next iterator (nil at shard end).
+/// One GetRecords page: the records (read from the body's bytes) and the next iterator (nil at
+/// shard end).
 public struct RecordsPage: Sendable {
-    public var records: [JSON]
+    public var records: [StreamRecord]
     public var nextIterator: String?
     /// Sequence number of the last record, if any.
-    public var lastSequenceNumber: String? { records.last?["dynamodb"]?["SequenceNumber"]?.stringValue }
+    public var lastSequenceNumber: String? { records.last?.sequenceNumber }
 }
 
 /// Why a Streams call could not be served, in the terms the reader acts on.
@@ -135,15 +137,29 @@ public struct StreamsAPI: Sendable {
         return it
     }
 
+    /// One page, read from the answer's bytes (no JSON tree: `StreamRecord.readPage`).
     public func records(iterator: String, limit: Int = 1000) async throws(StreamsFailure) -> RecordsPage {
-        let answer = try await call("GetRecords", ["ShardIterator": .string(iterator), "Limit": .int(limit)])
-        return RecordsPage(
-            records: answer["Records"]?.arrayValue ?? [], nextIterator: answer["NextShardIterator"]?.stringValue)
+        let request: JSON = ["ShardIterator": .string(iterator), "Limit": .int(limit)]
+        let body = try await call { try await client.dynamoDBStreamsRaw("GetRecords", body: request.serializedBytes()) }
+        do {
+            let page = try StreamRecord.readPage(body)
+            return RecordsPage(records: page.records ?? [], nextIterator: page.nextIterator)
+        } catch {
+            throw .other(
+                AWSError(
+                    kind: .malformedResponse, service: .dynamoDBStreams, operation: "GetRecords",
+                    message: "response is not JSON (\(error.description))"))
+        }
     }
 
     func call(_ operation: String, _ body: JSON) async throws(StreamsFailure) -> JSON {
+        try await call { try await client.dynamoDBStreams(operation, body) }
+    }
+
+    /// Runs one Streams call, turning its failure into what the reader acts on.
+    func call<T>(_ run: () async throws -> T) async throws(StreamsFailure) -> T {
         do {
-            return try await client.dynamoDBStreams(operation, body)
+            return try await run()
         } catch let e as AWSError {
             switch e.code {
             case "ExpiredIteratorException": throw .expiredIterator

@@ -33,23 +33,46 @@ struct EventsCommand: AsyncParsableCommand {
             case .failure(let e): throw ValidationError(e.description)
             }
             var det = ChangeDetector(region: region, table: "vector_emails_operational", fields: try FieldClassification.load(), window: window, piiKey: key)
+            // Events go out in large writes; before an error, what came before it is written.
+            var out: [UInt8] = []
+            func write() {
+                FileHandle.standardOutput.write(Data(out))
+                out.removeAll(keepingCapacity: true)
+            }
             func emit(_ events: [ChangeEvent]) {
-                for e in events { FileHandle.standardOutput.write(Data(e.encoded() + [10])) }
+                for e in events {
+                    out += e.bytes
+                    out.append(10)
+                }
+                if out.count > 1 << 20 { write() }
+            }
+            func failing(_ message: String) -> Never {
+                write()
+                fail(message)
             }
             for file in files {
-                guard let data = FileManager.default.contents(atPath: file) else { fail("\(file): cannot read") }
-                let text = String(decoding: data, as: UTF8.self)
-                for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-                    let body: JSON
-                    do { body = try JSON.parse(String(line)) } catch { fail("\(file):\(n + 1): not JSON (\(error))") }
-                    guard let records = body["Records"]?.arrayValue else { fail("\(file):\(n + 1): missing Records") }
+                guard let data = FileManager.default.contents(atPath: file) else { failing("\(file): cannot read") }
+                let bytes = [UInt8](data)
+                for (n, line) in bytes.split(separator: 10, omittingEmptySubsequences: false).enumerated() where !Self.isBlank(line) {
+                    // The stream reader's byte-level page reader (a JSON tree only where it must).
+                    let page: (records: [StreamRecord]?, nextIterator: String?)
+                    do { page = try StreamRecord.readPage(Array(line)) } catch { failing("\(file):\(n + 1): not JSON (\(error))") }
+                    guard let records = page.records else { failing("\(file):\(n + 1): missing Records") }
                     for (i, r) in records.enumerated() {
-                        do { emit(try det.ingest(r, shardID: file, streamARN: "file:" + file)) }
-                        catch { fail("\(file):\(n + 1): Records[\(i)]: \(error.description)") }
+                        do { emit(try det.ingestTracked(r, shardID: file, streamARN: "file:" + file).events) }
+                        catch { failing("\(file):\(n + 1): Records[\(i)]: \(error.description)") }
                     }
                 }
             }
             emit(det.flush())
+            write()
+        }
+
+        /// A line of spaces and tabs only (or, past ASCII, of what Foundation calls whitespace).
+        static func isBlank(_ line: ArraySlice<UInt8>) -> Bool {
+            guard let first = line.first(where: { $0 != 0x20 && $0 != 0x09 }) else { return true }
+            guard first >= 0x80 else { return false }
+            return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces).isEmpty
         }
 
         func fail(_ message: String) -> Never {

@@ -47,7 +47,7 @@ def generate(n, shards, seed=1):
     day1 = n * 6 // 10  # day-1 burst: INSERTs
     out = [[] for _ in range(shards)]
     seq = [0]
-    counts = {"INSERT": 0, "move": 0, "MODIFY": 0, "delete": 0}
+    counts = {"INSERT": 0, "move": 0, "MODIFY": 0, "noop_MODIFY": 0, "delete": 0}
 
     def shard_of(hem):
         return int(hem[:8], 16) % shards
@@ -119,7 +119,8 @@ def generate(n, shards, seed=1):
             new = dict(cur, last_verified=s(iso(t)), domain=s(rnd.choice(DOMAINS)), updated_at=s(iso(t)))
             emit("MODIFY", hem, t, old=cur, new=new)
             live[i] = new
-            counts["MODIFY"] += 1
+            # The same domain drawn again within the same second changes nothing: no event.
+            counts["MODIFY" if new != cur else "noop_MODIFY"] += 1
             k += 1
         else:  # a delete
             emit("REMOVE", hem, t, old=cur)

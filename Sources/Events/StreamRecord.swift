@@ -1,0 +1,223 @@
+import Foundation
+import JSON
+
+/// One DynamoDB Streams record, reduced to what change events are made of. Read straight from
+/// a GetRecords body's bytes (`readPage`: no JSON tree, no String per attribute), or from wire
+/// JSON (`init(_:)`, the same values). Every field is optional: the detector, not the reader,
+/// says what is missing, and a record it cannot read still has its position and keys for the
+/// dead letter.
+public struct StreamRecord: Sendable {
+    public var eventName: String?
+    public var sequenceNumber: String?
+    /// ApproximateCreationDateTime (epoch seconds).
+    public var time: Double?
+    /// Whether the record has a `dynamodb` member at all.
+    public var hasDynamoDB = false
+    /// `dynamodb.Keys`' hem and vup_id (their S values).
+    public var keyHem: String?
+    public var keyVupID: String?
+    public var newImage: ItemImage?
+    public var oldImage: ItemImage?
+
+    public init() {}
+
+    /// The record from wire JSON (tests, `events explain`, a page the byte reader leaves to the
+    /// canonical parser).
+    public init(_ record: JSON) {
+        eventName = record["eventName"]?.stringValue
+        guard let d = record["dynamodb"] else { return }
+        hasDynamoDB = true
+        sequenceNumber = d["SequenceNumber"]?.stringValue
+        time = d["ApproximateCreationDateTime"]?.doubleValue
+        keyHem = d["Keys"]?["hem"]?["S"]?.stringValue
+        keyVupID = d["Keys"]?["vup_id"]?["S"]?.stringValue
+        newImage = d["NewImage"]?.objectValue.map(ItemImage.init)
+        oldImage = d["OldImage"]?.objectValue.map(ItemImage.init)
+    }
+
+    /// A GetRecords answer: its records (nil when it has no `Records` array) and
+    /// `NextShardIterator` (nil at a closed shard's end). Bytes go through the tape parser; a
+    /// body it leaves to the canonical parser (escapes, non-ASCII text, a repeated key) is parsed
+    /// as a JSON tree, with the same result.
+    public static func readPage(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord]?, nextIterator: String?)
+    {
+        if let fast = body.withUnsafeBufferPointer({ readTape($0) }) { return fast }
+        let answer = body.isEmpty ? JSON.object([:]) : try JSON.parse(body)
+        return (answer["Records"]?.arrayValue?.map(StreamRecord.init), answer["NextShardIterator"]?.stringValue)
+    }
+
+    static func readTape(_ bytes: UnsafeBufferPointer<UInt8>) -> (records: [StreamRecord]?, nextIterator: String?)? {
+        guard bytes.count > 0, bytes.count < Int(Int32.max) else { return nil }
+        var parser = TapeParser(bytes: bytes, tokens: [])
+        parser.tokens.reserveCapacity(bytes.count / 12)
+        guard parser.parseDocument(), parser.tokens.first?.kind == .object else { return nil }
+        return parser.tokens.withUnsafeBufferPointer { tokens in
+            let tape = Tape(bytes: bytes, tokens: tokens)
+            var records: [StreamRecord]?
+            if let list = tape.member(0, "Records"), tokens[list].kind == .array {
+                records = []
+                records!.reserveCapacity(Int(tokens[list].count))
+                var t = list + 1
+                for _ in 0..<tokens[list].count {
+                    records!.append(StreamRecord(tape, t))
+                    t = Int(tokens[t].next)
+                }
+            }
+            return (records, tape.string(tape.member(0, "NextShardIterator")))
+        }
+    }
+
+    init(_ tape: Tape, _ record: Int) {
+        guard tape.tokens[record].kind == .object else { return }
+        eventName = tape.string(tape.member(record, "eventName"))
+        guard let d = tape.member(record, "dynamodb") else { return }
+        hasDynamoDB = true
+        sequenceNumber = tape.string(tape.member(d, "SequenceNumber"))
+        if let t = tape.member(d, "ApproximateCreationDateTime"),
+            tape.tokens[t].kind == .integer || tape.tokens[t].kind == .number
+        {
+            time = Double(tape.text(t))
+        }
+        if let keys = tape.member(d, "Keys") {
+            keyHem = tape.member(keys, "hem").flatMap { tape.string(tape.member($0, "S")) }
+            keyVupID = tape.member(keys, "vup_id").flatMap { tape.string(tape.member($0, "S")) }
+        }
+        newImage = tape.member(d, "NewImage").flatMap { ItemImage(tape, $0) }
+        oldImage = tape.member(d, "OldImage").flatMap { ItemImage(tape, $0) }
+    }
+}
+
+/// An item image (NewImage or OldImage): its attributes sorted by name, each value kept as its
+/// canonical JSON text (sorted keys, compact: what `JSON.serialized()` gives), so comparing two
+/// values is comparing bytes and a PII hash is over the same bytes as before. Names and values
+/// share one buffer.
+public struct ItemImage: Sendable {
+    struct Attribute: Sendable {
+        var name: Range<Int32>
+        var value: Range<Int32>
+        /// The value is `{"S":"text"}` whose text needed no escaping (so the bytes are the text).
+        var plainString: Bool
+    }
+    var bytes: [UInt8] = []
+    var attributes: [Attribute] = []
+
+    public init() {}
+
+    /// From wire JSON: an image's attribute map.
+    public init(_ members: [String: JSON]) {
+        bytes.reserveCapacity(members.count * 48)
+        attributes.reserveCapacity(members.count)
+        for (name, value) in members {
+            var name = name
+            name.withUTF8 { n in
+                value.serializedBytes().withUnsafeBufferPointer { v in append(name: n, value: v) }
+            }
+        }
+        sortByName()
+    }
+
+    /// From the tape: the object at token `object`; values of one string member are written
+    /// canonically from the tape (its strings need no escaping), any other shape through JSON.
+    init?(_ tape: Tape, _ object: Int) {
+        let tokens = tape.tokens
+        guard tokens[object].kind == .object else { return nil }
+        let count = Int(tokens[object].count)
+        bytes.reserveCapacity(Int(tokens[object].end - tokens[object].start))
+        attributes.reserveCapacity(count)
+        var k = object + 1
+        for _ in 0..<count {
+            let v = k + 1
+            let name = UnsafeBufferPointer(rebasing: tape.bytes[tokens[k].range])
+            if tokens[v].kind == .object, tokens[v].count == 1, tokens[v + 2].kind == .string {
+                let start = Int32(bytes.count)
+                bytes.append(contentsOf: name)
+                let mid = Int32(bytes.count)
+                bytes.append(contentsOf: [0x7B, 0x22])  // {"
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: tape.bytes[tokens[v + 1].range]))
+                bytes.append(contentsOf: [0x22, 0x3A, 0x22])  // ":"
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: tape.bytes[tokens[v + 2].range]))
+                bytes.append(contentsOf: [0x22, 0x7D])  // "}
+                let plain = tape.equals(v + 1, "S")
+                attributes.append(Attribute(name: start..<mid, value: mid..<Int32(bytes.count), plainString: plain))
+            } else {
+                let raw = Array(tape.bytes[tokens[v].range.lowerBound..<Int(tokens[v].end)])
+                let canonical = ((try? JSON.parse(raw)) ?? .null).serializedBytes()
+                canonical.withUnsafeBufferPointer { append(name: name, value: $0) }
+            }
+            k = Int(tokens[v].next)
+        }
+        sortByName()
+    }
+
+    mutating func append(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        let start = Int32(bytes.count)
+        bytes.append(contentsOf: name)
+        let mid = Int32(bytes.count)
+        bytes.append(contentsOf: value)
+        let prefix: [UInt8] = [0x7B, 0x22, 0x53, 0x22, 0x3A, 0x22]  // {"S":"
+        let plain =
+            value.count >= 8 && value.starts(with: prefix) && value[value.count - 2] == 0x22
+            && value[value.count - 1] == 0x7D && !value[6..<(value.count - 2)].contains(0x5C)
+        attributes.append(Attribute(name: start..<mid, value: mid..<Int32(bytes.count), plainString: plain))
+    }
+
+    mutating func sortByName() {
+        let b = bytes
+        attributes.sort { x, y in
+            b[Int(x.name.lowerBound)..<Int(x.name.upperBound)].lexicographicallyPrecedes(
+                b[Int(y.name.lowerBound)..<Int(y.name.upperBound)])
+        }
+    }
+
+    public var isEmpty: Bool { attributes.isEmpty }
+    public var count: Int { attributes.count }
+
+    /// The index of attribute `name`, if present.
+    func index(_ name: StaticString) -> Int? {
+        let n = name.utf8CodeUnitCount
+        return bytes.withUnsafeBufferPointer { b in
+            attributes.firstIndex { a in
+                a.name.count == n && memcmp(b.baseAddress! + Int(a.name.lowerBound), name.utf8Start, n) == 0
+            }
+        }
+    }
+
+    /// The text of attribute `name` when it is a string (`{"S": ...}`), as `image[name]["S"]` was.
+    public func string(_ name: StaticString) -> String? {
+        guard let i = index(name) else { return nil }
+        return string(at: i)
+    }
+
+    func string(at i: Int) -> String? {
+        let a = attributes[i]
+        if a.plainString {
+            return String(decoding: bytes[Int(a.value.lowerBound + 6)..<Int(a.value.upperBound - 2)], as: UTF8.self)
+        }
+        return value(at: i)["S"]?.stringValue
+    }
+
+    /// Attribute `i`'s value as JSON (the slow path for values that are not plain strings).
+    func value(at i: Int) -> JSON {
+        (try? JSON.parse(Array(bytes[Int(attributes[i].value.lowerBound)..<Int(attributes[i].value.upperBound)])))
+            ?? .null
+    }
+
+    func name(at i: Int) -> ArraySlice<UInt8> {
+        bytes[Int(attributes[i].name.lowerBound)..<Int(attributes[i].name.upperBound)]
+    }
+    func valueBytes(at i: Int) -> ArraySlice<UInt8> {
+        bytes[Int(attributes[i].value.lowerBound)..<Int(attributes[i].value.upperBound)]
+    }
+}
+
+extension Tape {
+    /// A string token's text; nil for no token or another kind.
+    func string(_ t: Int?) -> String? {
+        guard let t, tokens[t].kind == .string else { return nil }
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[tokens[t].range]), as: UTF8.self)
+    }
+
+    func text(_ t: Int) -> String {
+        String(decoding: UnsafeBufferPointer(rebasing: bytes[tokens[t].range]), as: UTF8.self)
+    }
+}
