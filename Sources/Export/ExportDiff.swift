@@ -1,4 +1,4 @@
-/// What changed between two exports sorted by hem (merge-join, for `load --previous`).
+/// What changed between two hem-ordered inputs (merge-join, for `load --previous` and `--reconcile`).
 public enum ExportChange: Sendable, Equatable {
     /// The hem is only in the current export.
     case added(ExportRow)
@@ -6,35 +6,48 @@ public enum ExportChange: Sendable, Equatable {
     case changed(old: ExportRow, new: ExportRow)
     /// Same hem, vupID differs.
     case moved(old: ExportRow, new: ExportRow)
-    /// The hem is only in the previous export.
+    /// The hem is only in the previous input; or, when the previous input is the table, an
+    /// extra item of a hem that has several.
     case removed(ExportRow)
     /// A rejection from the CURRENT export.
     case rejected(RowRejection)
 }
 
-/// Streaming merge-join. Equal rows produce nothing (counted in `unchanged`). A rejected current
-/// row whose hem is valid suppresses the removal of that hem (a bad new row never deletes the
-/// old item). Rejections of the previous export are counted in `previousRejected`, not emitted.
-/// A hem lower than the one before it (in either input) throws ExportError naming the source
-/// and line, before any change past that point is returned. Each input is read one record
-/// ahead, so a swapped pair stops the diff before either of its records is compared; the
-/// batch that meets the error is not returned.
+/// Streaming merge-join of two hem-ordered inputs, one hem at a time. Equal rows produce
+/// nothing (counted in `unchanged`). A rejected current row whose hem is valid, with no valid
+/// row of that hem, suppresses the removal of that hem (a bad new row never deletes the old item).
+/// Rejections of the previous input are counted in `previousRejected`, not emitted.
 ///
-/// The same hem twice in a row keeps the first: in the current export the later ones come out
-/// as `duplicate_hem` rejections, in the previous export they are counted in `previousRejected`.
+/// A hem on several rows of the current input keeps the LAST row (by part, then line), as a
+/// full load does; the earlier rows come out as `duplicate_hem` rejections. In a previous
+/// export the last row is kept likewise (the earlier ones are counted in `previousRejected`).
+/// When the previous input is the table itself (`previousIsTable`), every row is an item: a
+/// hem with several items keeps the one with the current row's vup_id (or moves the most
+/// recently updated one) and the others are removed; `repaired` counts such hems.
+///
+/// A batch never ends inside a hem, so a checkpoint at a batch's last hem covers all its writes.
 public final class ExportDiff {
     public private(set) var unchanged = 0
     public private(set) var previousRejected = 0
+    /// Hems of the previous input (the table) that had more than one item.
+    public private(set) var repaired = 0
+    public let previousIsTable: Bool
 
-    private let previous: SortedInput
-    private let current: SortedInput
-    private var previousHead: SortedInput.Item?
-    private var currentHead: SortedInput.Item?
+    private let previous: Groups
+    private let current: Groups
+    private var previousHead: Group?
+    private var currentHead: Group?
     private var finished = false
 
-    public init(previous: ExportReader, current: ExportReader) {
-        self.previous = SortedInput(previous)
-        self.current = SortedInput(current)
+    public init(previous: HemOrderedInput, current: HemOrderedInput, previousIsTable: Bool = false) {
+        self.previous = Groups(previous)
+        self.current = Groups(current)
+        self.previousIsTable = previousIsTable
+    }
+
+    /// Two single exports, each sorted by hem.
+    public convenience init(previous: ExportReader, current: ExportReader) {
+        self.init(previous: .merging([previous]), current: .merging([current]))
     }
 
     public func nextBatch(maxChanges: Int = 4096) async throws -> [ExportChange]? {
@@ -42,45 +55,36 @@ public final class ExportDiff {
         var out: [ExportChange] = []
         while out.count < maxChanges {
             if previousHead == nil { previousHead = try await nextPrevious() }
-            if currentHead == nil { currentHead = try await current.next() }
+            if currentHead == nil {
+                switch try await current.next() {
+                case .loose(let rejection)?:
+                    out.append(.rejected(rejection))
+                    continue
+                case .group(let group)?: currentHead = group
+                case nil: break
+                }
+            }
             switch (previousHead, currentHead) {
             case (nil, nil):
                 finished = true
-            case (_, .loose(let rejection)?):
-                out.append(.rejected(rejection))
-                currentHead = nil
-            case (.keyed(let hem, let old)?, nil):
-                out.append(.removed(Self.row(old, hem)))
+            case (let old?, nil):
+                remove(old, &out)
                 previousHead = nil
-            case (nil, .keyed(_, let record)?):
-                out.append(Self.addition(record))
+            case (nil, let new?):
+                if let row = settle(new, &out) { out.append(.added(row)) }
                 currentHead = nil
-            case (.keyed(let oldHem, let old)?, .keyed(let newHem, let new)?):
-                if oldHem < newHem {
-                    out.append(.removed(Self.row(old, oldHem)))
+            case (let old?, let new?):
+                if old.hem < new.hem {
+                    remove(old, &out)
                     previousHead = nil
-                } else if newHem < oldHem {
-                    out.append(Self.addition(new))
+                } else if new.hem < old.hem {
+                    if let row = settle(new, &out) { out.append(.added(row)) }
                     currentHead = nil
                 } else {
-                    switch new {
-                    case .rejected(let rejection):
-                        out.append(.rejected(rejection))
-                    case .row(let newRow):
-                        let oldRow = Self.row(old, oldHem)
-                        if oldRow.sameAttributes(as: newRow) {
-                            unchanged += 1
-                        } else if oldRow.vupID == newRow.vupID {
-                            out.append(.changed(old: oldRow, new: newRow))
-                        } else {
-                            out.append(.moved(old: oldRow, new: newRow))
-                        }
-                    }
+                    compare(old, new, &out)
                     previousHead = nil
                     currentHead = nil
                 }
-            case (.loose?, _):
-                preconditionFailure("previous rejections are counted, never queued")
             }
             if finished { break }
         }
@@ -88,103 +92,122 @@ public final class ExportDiff {
         return out
     }
 
-    /// The next row of the previous export; its rejections and duplicates are only counted.
-    private func nextPrevious() async throws -> SortedInput.Item? {
+    /// The next group of the previous input with a row; loose rejections are only counted.
+    private func nextPrevious() async throws -> Group? {
         while let item = try await previous.next() {
-            if case .keyed(_, .row) = item { return item }
-            previousRejected += 1
+            switch item {
+            case .loose: previousRejected += 1
+            case .group(var group):
+                previousRejected += group.rejections.count
+                if !previousIsTable && group.rows.count > 1 {
+                    previousRejected += group.rows.count - 1
+                    group.rows.removeFirst(group.rows.count - 1)
+                }
+                if !group.rows.isEmpty { return group }
+            }
         }
         return nil
     }
 
-    private static func addition(_ record: ExportRecord) -> ExportChange {
-        switch record {
-        case .row(let row): return .added(row)
-        case .rejected(let rejection): return .rejected(rejection)
-        }
+    /// The previous input's items of a hem the current input does not have.
+    private func remove(_ old: Group, _ out: inout [ExportChange]) {
+        if old.rows.count > 1 { repaired += 1 }
+        for (row, _) in old.rows { out.append(.removed(row)) }
     }
 
-    private static func row(_ record: ExportRecord, _ hem: String) -> ExportRow {
-        guard case .row(let row) = record else { preconditionFailure("previous head \(hem) is always a row") }
-        return row
+    /// The current group's rejections and earlier rows (as duplicate_hem) go out; the last row is returned.
+    private func settle(_ new: Group, _ out: inout [ExportChange]) -> ExportRow? {
+        for rejection in new.rejections { out.append(.rejected(rejection)) }
+        for (row, part) in new.rows.dropLast() {
+            out.append(
+                .rejected(
+                    RowRejection(
+                        source: current.input.partNames[part], line: row.line, reason: .duplicateHem, hem: row.hem,
+                        field: "hem")))
+        }
+        return new.rows.last?.row
+    }
+
+    private func compare(_ old: Group, _ new: Group, _ out: inout [ExportChange]) {
+        guard let row = settle(new, &out) else { return }
+        if old.rows.count > 1 { repaired += 1 }
+        let items = old.rows.map { $0.row }
+        let kept = items.firstIndex { $0.vupID == row.vupID } ?? Self.moveSource(items)
+        let item = items[kept]
+        if item.vupID != row.vupID {
+            out.append(.moved(old: item, new: row))
+        } else if item.sameAttributes(as: row) {
+            unchanged += 1
+        } else {
+            out.append(.changed(old: item, new: row))
+        }
+        for (i, extra) in items.enumerated() where i != kept { out.append(.removed(extra)) }
+    }
+
+    /// Of several items none of which has the new vup_id, the one a move comes from: the most
+    /// recently updated, a real VUP before a sentinel.
+    static func moveSource(_ items: [ExportRow]) -> Int {
+        var best = 0
+        for i in items.indices.dropFirst() {
+            let a = items[i]
+            let b = items[best]
+            let aReal = !a.vupID.hasPrefix("UNRESOLVED#")
+            let bReal = !b.vupID.hasPrefix("UNRESOLVED#")
+            if a.updatedAt > b.updatedAt || (a.updatedAt == b.updatedAt && aReal && !bReal) { best = i }
+        }
+        return best
     }
 }
 
-/// One export read in hem order: checks that order, turns repeats of a hem into `duplicate_hem`
-/// rejections, and passes rejections without a valid hem through as `loose`.
-final class SortedInput {
+/// The records of one hem together.
+struct Group {
+    var hem: String
+    var rows: [(row: ExportRow, part: Int)] = []
+    var rejections: [RowRejection] = []
+}
+
+/// A hem-ordered input read a hem at a time.
+final class Groups {
     enum Item {
-        case keyed(hem: String, ExportRecord)
+        case group(Group)
         case loose(RowRejection)
     }
 
-    private let reader: ExportReader
-    private var batch: [ExportRecord] = []
-    private var index = 0
-    private var lastHem: String?
-    private var lastLine = 0
+    let input: HemOrderedInput
+    private var pending: HemItem?
     private var ended = false
-    private var primed = false
-    private var lookahead: Item?
 
-    init(_ reader: ExportReader) {
-        self.reader = reader
-    }
+    init(_ input: HemOrderedInput) { self.input = input }
 
-    /// The next item. The one after it has been read and checked already, so a swapped pair
-    /// throws before the first of the two is handed out (and so before any change that a
-    /// comparison with it would give, such as a wrong removal).
     func next() async throws -> Item? {
-        if !primed {
-            primed = true
-            lookahead = try await fetch()
-        }
-        guard let item = lookahead else { return nil }
-        lookahead = try await fetch()
-        return item
-    }
-
-    private func fetch() async throws -> Item? {
-        while index >= batch.count {
-            guard !ended, let more = try await reader.nextBatch() else {
+        var group: Group?
+        while true {
+            let item: HemItem
+            if let pending {
+                item = pending
+                self.pending = nil
+            } else if !ended, let fetched = try await input.next() {
+                item = fetched
+            } else {
                 ended = true
-                return nil
+                return group.map { .group($0) }
             }
-            batch = more
-            index = 0
-        }
-        let record = batch[index]
-        index += 1
-        let hem: String
-        let line: Int
-        switch record {
-        case .row(let row):
-            hem = row.hem
-            line = row.line
-        case .rejected(let rejection):
-            guard let valid = rejection.hem else { return .loose(rejection) }
-            hem = valid
-            line = rejection.line
-        }
-        if let lastHem {
-            if hem < lastHem {
-                throw ExportError(
-                    source: reader.location.description, line: line,
-                    message:
-                        "hem \(hem) is out of order: lower than hem \(lastHem) on line \(lastLine) "
-                        + "(an incremental load needs both exports sorted by hem)")
-            }
-            if hem == lastHem {
-                return .keyed(
-                    hem: hem,
-                    .rejected(
-                        RowRejection(
-                            source: reader.location.description, line: line, reason: .duplicateHem, hem: hem,
-                            field: "hem")))
+            switch item {
+            case .loose(let rejection):
+                if group == nil { return .loose(rejection) }
+                pending = item
+                return group.map { .group($0) }
+            case .keyed(let hem, let record, let part):
+                if let existing = group, existing.hem != hem {
+                    pending = item
+                    return .group(existing)
+                }
+                if group == nil { group = Group(hem: hem) }
+                switch record {
+                case .row(let row): group!.rows.append((row, part))
+                case .rejected(let rejection): group!.rejections.append(rejection)
+                }
             }
         }
-        lastHem = hem
-        lastLine = line
-        return .keyed(hem: hem, record)
     }
 }

@@ -16,10 +16,22 @@ public struct LoadOptions: Sendable {
     public var checkpointInterval: Double
     /// Seconds a write may stay throttled without progress before the load fails.
     public var maxThrottleSeconds: Double
+    /// Parts of `--previous`/`--reconcile` exports are trusted to be sorted by hem: k-way merged as
+    /// they stream, nothing spilled; a part out of order stops the load.
+    public var assumeSorted: Bool
+    /// Where the external sort spills its runs (nil: the system's temporary directory).
+    public var tmpDir: String?
+    /// Bytes each external sort buffers before it spills a run.
+    public var sortMemory: Int
+    /// `--reconcile`: parallel Scan segments, and the read capacity per second they may use.
+    public var scanSegments: Int
+    public var maxRCU: Int?
 
     public init(
         table: String, concurrency: Int = 8, maxWCU: Int? = nil, dryRun: Bool = false, chunkSize: Int = 4096,
-        checkpointInterval: Double = 5, maxThrottleSeconds: Double = 600
+        checkpointInterval: Double = 5, maxThrottleSeconds: Double = 600, assumeSorted: Bool = false,
+        tmpDir: String? = nil, sortMemory: Int = ExternalSorter.defaultMemoryLimit, scanSegments: Int = 8,
+        maxRCU: Int? = nil
     ) {
         self.table = table
         self.concurrency = concurrency
@@ -28,6 +40,11 @@ public struct LoadOptions: Sendable {
         self.chunkSize = chunkSize
         self.checkpointInterval = checkpointInterval
         self.maxThrottleSeconds = maxThrottleSeconds
+        self.assumeSorted = assumeSorted
+        self.tmpDir = tmpDir
+        self.sortMemory = sortMemory
+        self.scanSegments = scanSegments
+        self.maxRCU = maxRCU
     }
 }
 
@@ -56,7 +73,9 @@ public struct LoadError: Error, Sendable, CustomStringConvertible {
 
 /// Streams export sources into the table. A full load puts every row, and turns a row whose
 /// HEM still has its `UNRESOLVED#xx` item into a move (BatchGetItem on the sentinel key, then
-/// one TransactWriteItems). An incremental load (`previous`) writes only the merge-join's
+/// one TransactWriteItems); a hem seen again later in the same load is held back and settled
+/// at the end (`loadRepeats`), so it ends as one item, the last row's. An incremental load
+/// (`previous`) and a reconcile (the table as the previous state) write only the merge-join's
 /// changes. Rows are read a chunk at a time; many calls stay in flight; the checkpoint
 /// records the chunk below which every call has been acknowledged.
 public final class Loader {
@@ -67,6 +86,11 @@ public final class Loader {
     let progress: (@Sendable (LoadProgress) -> Void)?
     /// Set by SIGTERM/SIGINT: read no further, finish the calls in flight, save the checkpoint.
     public let stop: StopRequest
+    /// Full load: a fingerprint of every hem put so far in this load, and the rows of hems
+    /// seen before (held back until every source is written; see `loadRepeats`).
+    private var seenHems = Set<UInt64>()
+    private var repeats: [ExportRow] = []
+    private var fullLoadSources: [ExportLocation] = []
 
     /// `client` may be nil only for a dry run. It should not retry by itself (TableWriter does).
     public init(
@@ -140,6 +164,7 @@ public final class Loader {
         if case .line(let line) = resume { resumeLine = line }
         if resume == .done { resumeLine = Int.max }
         let dryRun = options.dryRun
+        fullLoadSources.append(location)
         try await run(key: name, size: size, summary: &summary) {
             guard let records = try await reader.nextBatch(maxRecords: self.options.chunkSize) else { return nil }
             var chunk = Chunk(mark: .line(0))
@@ -152,7 +177,9 @@ public final class Loader {
                     last = max(last, rejection.line)
                 case .row(let row):
                     last = max(last, row.line)
-                    if row.line <= resumeLine {
+                    if !self.seenHems.insert(Self.fingerprint(row.hem)).inserted {
+                        self.repeats.append(row)
+                    } else if row.line <= resumeLine {
                         chunk.skipped += 1
                     } else if dryRun || Sentinel.isSentinel(row.vupID) {
                         chunk.writes.append(.put(row))
@@ -177,22 +204,53 @@ public final class Loader {
     public func load(
         _ location: ExportLocation, size: Int64?, previous: ExportLocation, client: AWSClient?
     ) async throws -> SourceSummary {
-        let name = location.description
-        var summary = SourceSummary(source: name, previous: previous.description)
-        let current: ExportReader
-        let old: ExportReader
+        try await load(
+            [location], name: location.description, size: size, previous: [previous],
+            previousName: previous.description, client: client)
+    }
+
+    /// An incremental load of a multi-part export against a multi-part previous export: each side
+    /// is read in hem order (`hemOrdered`), and only the merge-join's changes are written.
+    public func load(
+        _ locations: [ExportLocation], name: String, size: Int64?, previous: [ExportLocation], previousName: String,
+        client: AWSClient?
+    ) async throws -> SourceSummary {
+        var summary = SourceSummary(source: name, previous: previousName)
+        let old = try await hemOrdered(previous, client: client)
+        let current = try await hemOrdered(locations, client: client)
+        let diff = ExportDiff(previous: old, current: current)
+        try await apply(diff, key: name + " since " + previousName, size: size, current: current, summary: &summary)
+        summary.warnings = old.warnings + current.warnings
+        summary.previousRejected = diff.previousRejected
+        return summary
+    }
+
+    /// The parts in hem order: merged as they stream with `assumeSorted`, else through the
+    /// external sort. Readers of the sort are opened one after the other.
+    func hemOrdered(_ locations: [ExportLocation], client: AWSClient?) async throws -> HemOrderedInput {
         do {
-            old = try await ExportReader(location: previous, client: client)
-            current = try await ExportReader(location: location, client: client)
+            if options.assumeSorted {
+                var readers: [ExportReader] = []
+                for location in locations { readers.append(try await ExportReader(location: location, client: client)) }
+                return .merging(readers)
+            }
+            return try await .sorting(
+                locations, open: { try await ExportReader(location: $0, client: client) }, directory: options.tmpDir,
+                memoryLimit: options.sortMemory)
         } catch let error as ExportError {
             throw LoadError(source: error.source, line: error.line, message: error.message)
         }
-        let diff = ExportDiff(previous: old, current: current)
-        let key = name + " since " + previous.description
+    }
+
+    /// Writes a merge-join's changes, checkpointed by hem.
+    func apply(
+        _ diff: ExportDiff, key: String, size: Int64?, current: HemOrderedInput, summary: inout SourceSummary
+    ) async throws {
         let resume = checkpoint?.progress(for: key, size: size)
         var resumeHem: String? = nil
         if case .hem(let hem) = resume { resumeHem = hem }
         let skipAll = resume == .done
+        let report = options.dryRun
         try await run(key: key, size: size, summary: &summary) {
             guard let changes = try await diff.nextBatch(maxChanges: self.options.chunkSize) else { return nil }
             var chunk = Chunk(mark: .hem(""))
@@ -216,6 +274,7 @@ public final class Loader {
                     chunk.skipped += 1
                 } else {
                     chunk.writes.append(operation)
+                    if report { Self.printChange(operation) }
                 }
             }
             chunk.mark = .hem(last)
@@ -223,12 +282,89 @@ public final class Loader {
         } finish: { summary in
             summary.rowsRead = current.recordsRead
             summary.bytesRead = current.bytesRead
-            summary.warnings = old.warnings + current.warnings
             summary.unchanged = diff.unchanged
-            summary.previousRejected = diff.previousRejected
         } progressOf: {
             (current.recordsRead, current.bytesRead, current.totalBytes)
         }
+    }
+
+    /// `--dry-run` of a merge-join: one JSON line per write it would make (keys only, never the email).
+    static func printChange(_ operation: WriteOperation) {
+        var w = JSONWriter(capacity: 200)
+        w.beginObject()
+        switch operation {
+        case .put(let row):
+            w.key("put")
+            ItemEncoding.writeKey(ItemKey(vupID: row.vupID, hem: row.hem), to: &w)
+        case .delete(let key, _):
+            w.key("delete")
+            ItemEncoding.writeKey(key, to: &w)
+        case .move(let from, let row):
+            w.key("move")
+            ItemEncoding.writeKey(from, to: &w)
+            w.key("to")
+            ItemEncoding.writeKey(ItemKey(vupID: row.vupID, hem: row.hem), to: &w)
+        }
+        w.endObject()
+        FileHandle.standardOutput.write(Data(w.bytes + [0x0A]))
+    }
+
+    // MARK: Repeated hems of a full load
+
+    /// A hem's 64-bit fingerprint (FNV-1a): the full load remembers hems by it. A collision only
+    /// holds a row back for `loadRepeats`, which settles it exactly.
+    static func fingerprint(_ hem: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in hem.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return hash
+    }
+
+    /// After every source of a full load: the rows held back because their hem came earlier in
+    /// the load. Each such hem ends as its last row's item. Only the first row of a hem was
+    /// written (or was already written, below a checkpoint), so the sources are read again for
+    /// the first row's vup_id, and the last row moves the hem from there when it differs. Nil
+    /// when no hem repeated (the usual case: nothing is read again).
+    public func loadRepeats(client: AWSClient?) async throws -> SourceSummary? {
+        guard !repeats.isEmpty else { return nil }
+        var summary = SourceSummary(source: "repeated hems")
+        var lastRow: [String: ExportRow] = [:]
+        for row in repeats { lastRow[row.hem] = row }
+        var firstVup: [String: String] = [:]
+        do {
+            for location in fullLoadSources {
+                let reader = try await ExportReader(location: location, client: client)
+                while let batch = try await reader.nextBatch() {
+                    for case .row(let row) in batch where lastRow[row.hem] != nil && firstVup[row.hem] == nil {
+                        firstVup[row.hem] = row.vupID
+                    }
+                }
+            }
+        } catch let error as ExportError {
+            throw LoadError(source: error.source, line: error.line, message: error.message)
+        }
+        var operations: [WriteOperation] = []
+        for hem in lastRow.keys.sorted() {
+            guard let row = lastRow[hem] else { continue }
+            if let from = firstVup[hem], from != row.vupID {
+                operations.append(.move(from: ItemKey(vupID: from, hem: hem), to: row))
+            } else {
+                operations.append(.put(row))
+            }
+        }
+        summary.repeatedHems = lastRow.count
+        let done = checkpoint?.progress(for: summary.source, size: nil) == .done
+        var pending: [WriteOperation]? = operations
+        try await run(key: summary.source, size: nil, summary: &summary) {
+            guard let writes = pending else { return nil }
+            pending = nil
+            var chunk = Chunk(mark: .line(0))
+            if done { chunk.skipped = writes.count } else { chunk.writes = writes }
+            return chunk
+        } finish: { _ in
+        } progressOf: {
+            (0, 0, nil)
+        }
+        repeats = []
         return summary
     }
 

@@ -14,6 +14,12 @@ public struct SourceSummary: Sendable {
     /// Incremental: hems equal in both exports (nothing written).
     public var unchanged: Int?
     public var previousRejected: Int?
+    /// Reconcile: items the Scan read, and hems that had more than one item.
+    public var scanned: Int?
+    public var repaired: Int?
+    public var scanStats: ScanStats?
+    /// Full load: hems held back because an earlier row of the load had them (`loadRepeats`).
+    public var repeatedHems: Int?
     public var warnings: [String] = []
     public var bytesRead: Int64 = 0
     /// A signal stopped the load before the end of this source.
@@ -45,6 +51,13 @@ public struct SourceSummary: Sendable {
         if let previous { object["previous"] = .string(previous) }
         if let unchanged { object["unchanged"] = .int(unchanged) }
         if let previousRejected { object["previous_rejected"] = .int(previousRejected) }
+        if let scanned { object["scanned"] = .int(scanned) }
+        if let repeatedHems { object["repeated_hems"] = .int(repeatedHems) }
+        if let repaired { object["repaired"] = .int(repaired) }
+        if let scanStats {
+            object["scan_calls"] = .int(scanStats.pages)
+            object["scan_consumed_capacity"] = .double(scanStats.consumedCapacity)
+        }
         if stats.capacityReported { object["consumed_capacity"] = .double(stats.consumedCapacity) }
         if stopped { object["stopped"] = true }
         if !warnings.isEmpty { object["warnings"] = .array(warnings.map { .string($0) }) }

@@ -168,26 +168,34 @@ public final class TableWriter: Sendable {
 
     /// One DynamoDB call with the loader's retries; the parsed answer (an empty object for an empty body).
     func call(_ operation: String, _ body: [UInt8], _ stats: inout WriteStats) async throws -> JSON {
+        let response = try await call(operation, body, &stats) { bytes in
+            do {
+                return bytes.isEmpty ? JSON.object([:]) : try JSON.parse(bytes)
+            } catch {
+                throw AWSError(
+                    kind: .malformedResponse, service: .dynamoDB, operation: operation,
+                    message: "response is not JSON (\(error))")
+            }
+        }
+        for capacity in response["ConsumedCapacity"]?.arrayValue ?? [] {
+            if let units = capacity["CapacityUnits"]?.doubleValue {
+                stats.consumedCapacity += units
+                stats.capacityReported = true
+            }
+        }
+        return response
+    }
+
+    /// One DynamoDB call with the loader's retries, its answer read by `decode` (an AWSError it
+    /// throws is retried as the call's own would be).
+    func call<Answer>(
+        _ operation: String, _ body: [UInt8], _ stats: inout WriteStats, decode: ([UInt8]) throws -> Answer
+    ) async throws -> Answer {
         var throttled: Stall?
         var transientAttempts = 0
         while true {
             do {
-                let bytes = try await client.dynamoDBRaw(operation, body: body)
-                let response: JSON
-                do {
-                    response = bytes.isEmpty ? .object([:]) : try JSON.parse(bytes)
-                } catch {
-                    throw AWSError(
-                        kind: .malformedResponse, service: .dynamoDB, operation: operation,
-                        message: "response is not JSON (\(error.description))")
-                }
-                for capacity in response["ConsumedCapacity"]?.arrayValue ?? [] {
-                    if let units = capacity["CapacityUnits"]?.doubleValue {
-                        stats.consumedCapacity += units
-                        stats.capacityReported = true
-                    }
-                }
-                return response
+                return try decode(try await client.dynamoDBRaw(operation, body: body))
             } catch let error as AWSError {
                 if Self.isThrottling(error) {
                     stats.throttled += 1

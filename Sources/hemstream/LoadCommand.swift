@@ -11,9 +11,12 @@ struct LoadCommand: AsyncParsableCommand {
         abstract: "Stream export files (gzip or plain CSV, local or s3://) into the table.",
         discussion: """
             Every valid row is written with BatchWriteItem (25 per call, several calls in flight); a HEM \
-            whose vup_id changed is moved (Delete old + Put new in one TransactWriteItems). With \
-            --previous only what changed between the two exports (both sorted by hem) is written, and \
-            vanished hems are deleted. Throttling slows the load down; a write throttled without \
+            whose vup_id changed is moved (Delete old + Put new in one TransactWriteItems); a HEM on \
+            several rows ends as one item, the last row's. With --previous only what changed between \
+            the two exports is written, and vanished hems are deleted. With --reconcile the table itself \
+            is the previous state (parallel Scan, external sort, merge-join): what a nightly job should \
+            run, since it also repairs a table that drifted. Exports may be many parts (a glob or an S3 \
+            prefix), each sorted or not. Throttling slows the load down; a write throttled without \
             progress for --max-throttle-seconds fails it.
 
             Prints a JSON summary on stdout. Exit 0: everything written; 2: some rows rejected, the \
@@ -24,6 +27,7 @@ struct LoadCommand: AsyncParsableCommand {
             Examples:
               hemstream load s3://exports/2026-11-25/ --rejects rejects.jsonl
               hemstream load day2.csv.gz --previous day1.csv.gz --max-wcu 4000
+              hemstream load --reconcile s3://exports/2026-11-26/day_ --checkpoint /var/tmp/rec-1126.ckpt
               hemstream load 'exports/*.gz' --checkpoint /var/tmp/load-1125.ckpt
             """)
 
@@ -34,8 +38,35 @@ struct LoadCommand: AsyncParsableCommand {
     @Argument(help: "Export sources: files, globs, s3://bucket/key or s3://bucket/prefix/.")
     var sources: [String]
 
-    @Option(help: "The previous export: write only what changed since it (needs exactly one source).")
+    @Option(help: "The previous export (a file, glob or s3:// prefix of parts): write only what changed since it.")
     var previous: String?
+
+    @Flag(help: "The table is the previous state: Scan it, write only what differs from the export, delete the rest.")
+    var reconcile = false
+
+    @Flag(
+        help:
+            "--previous/--reconcile: trust every part to be sorted by hem (streamed, nothing spilled; a part out of order stops the load)."
+    )
+    var assumeSorted = false
+
+    @Flag(
+        help:
+            "--previous/--reconcile: go on when the export has no rows at all (every hem of the table or the previous export is then deleted)."
+    )
+    var allowEmptyExport = false
+
+    @Option(help: "Directory for the external sort's temporary runs (default: $TMPDIR or /tmp).")
+    var tmpDir: String?
+
+    @Option(help: "MB each external sort buffers before it writes a run to --tmp-dir.")
+    var sortBufferMB = ExternalSorter.defaultMemoryLimit / 1_048_576
+
+    @Option(help: "--reconcile: parallel Scan segments.")
+    var scanSegments = 8
+
+    @Option(name: .customLong("max-rcu"), help: "--reconcile: cap on read capacity units per second for the Scan.")
+    var maxRCU: Int?
 
     @Option(help: "Calls in flight at most (the loader halves this while DynamoDB throttles).")
     var concurrency = 8
@@ -70,6 +101,12 @@ struct LoadCommand: AsyncParsableCommand {
         if let maxWCU, maxWCU < 1 { throw ValidationError("--max-wcu must be at least 1") }
         if let metrics, metrics != "cloudwatch" { throw ValidationError("--metrics takes 'cloudwatch'") }
         if checkpointInterval <= 0 { throw ValidationError("--checkpoint-interval must be positive") }
+        if reconcile && previous != nil { throw ValidationError("--reconcile and --previous exclude each other") }
+        if scanSegments < 1 || scanSegments > 1_000_000 {
+            throw ValidationError("--scan-segments must be 1 to 1000000")
+        }
+        if let maxRCU, maxRCU < 1 { throw ValidationError("--max-rcu must be at least 1") }
+        if sortBufferMB < 1 { throw ValidationError("--sort-buffer-mb must be at least 1") }
         if maxThrottleSeconds <= 0 { throw ValidationError("--max-throttle-seconds must be positive") }
     }
 
@@ -105,20 +142,12 @@ struct LoadCommand: AsyncParsableCommand {
         let readClient: AWSClient? = dryRun ? try? aws.client() : try aws.client()
         let writeClient: AWSClient? = dryRun ? nil : try aws.client(retryPolicy: RetryPolicy(maxAttempts: 1))
         let locations = try await ExportSources.expand(sources, client: readClient)
-        var previousLocation: ExportLocation?
-        if let previous {
-            guard locations.count == 1 else {
-                throw ValidationError("--previous needs exactly one current source; \(locations.count) given")
-            }
-            let expanded = try await ExportSources.expand([previous], client: readClient)
-            guard expanded.count == 1 else {
-                throw ValidationError("--previous must name one export; \(previous) gives \(expanded.count)")
-            }
-            previousLocation = expanded[0].location
-        }
+        var previousLocations: [(location: ExportLocation, size: Int64?)]?
+        if let previous { previousLocations = try await ExportSources.expand([previous], client: readClient) }
         let options = LoadOptions(
             table: name.table, concurrency: concurrency, maxWCU: maxWCU, dryRun: dryRun,
-            checkpointInterval: checkpointInterval, maxThrottleSeconds: maxThrottleSeconds)
+            checkpointInterval: checkpointInterval, maxThrottleSeconds: maxThrottleSeconds, assumeSorted: assumeSorted,
+            tmpDir: tmpDir, sortMemory: sortBufferMB * 1_048_576, scanSegments: scanSegments, maxRCU: maxRCU)
         let rejectsFile = try rejects.map { try RejectsFile(path: $0) }
         let checkpointFile = try checkpoint.map { try CheckpointFile(path: $0) }
         let progress: (@Sendable (LoadProgress) -> Void)? = Console.stderrIsTerminal ? LoadProgressLine.show : nil
@@ -127,18 +156,47 @@ struct LoadCommand: AsyncParsableCommand {
             stop: stop)
 
         var summaries: [SourceSummary] = []
-        for (location, size) in locations where !stop.isRequested {
-            let summary: SourceSummary
-            if let previousLocation {
-                summary = try await loader.load(location, size: size, previous: previousLocation, client: readClient)
-            } else {
-                summary = try await loader.load(location, size: size, client: readClient)
-            }
+        func finished(_ summary: SourceSummary) async {
             if progress != nil { LoadProgressLine.clear() }
             for warning in summary.warnings { Console.line("warning: \(summary.source): \(warning)") }
             summaries.append(summary)
             if metrics == "cloudwatch", !dryRun, let readClient {
                 await publishMetrics(summary, client: readClient)
+            }
+        }
+        // The parts of one export are one source to a merge-join; its size is theirs together.
+        let partsName = sources.joined(separator: " ")
+        let partsSize = locations.reduce(Int64(0) as Int64?) { total, part in
+            total.flatMap { t in part.size.map { t + $0 } }
+        }
+        // An export without a single row (a wrong prefix, a failed UNLOAD of empty parts) would
+        // make a merge-join delete everything: refuse it unless asked for.
+        if previous != nil || reconcile, !allowEmptyExport,
+            try await !Self.hasRows(locations.map(\.location), client: readClient)
+        {
+            throw ValidationError(
+                "the export (\(partsName)) has no rows: --\(reconcile ? "reconcile" : "previous") would delete every "
+                    + "item; check the source, or pass --allow-empty-export to empty the table")
+        }
+        if let previous, let previousLocations {
+            await finished(
+                try await loader.load(
+                    locations.map(\.location), name: partsName, size: partsSize,
+                    previous: previousLocations.map(\.location), previousName: previous, client: readClient))
+        } else if reconcile {
+            // The Scan's calls retry through the loader (backoff and jitter), as writes do.
+            let scanClient = try aws.client(retryPolicy: RetryPolicy(maxAttempts: 1))
+            await finished(
+                try await loader.reconcile(
+                    locations.map(\.location), name: partsName, size: partsSize, client: readClient,
+                    scanClient: scanClient))
+        } else {
+            for (location, size) in locations where !stop.isRequested {
+                await finished(try await loader.load(location, size: size, client: readClient))
+            }
+            // After a stop the held-back rows wait for the rerun (it reads every source again).
+            if !stop.isRequested, let repeated = try await loader.loadRepeats(client: readClient) {
+                await finished(repeated)
             }
         }
         try rejectsFile?.flush()
@@ -149,6 +207,10 @@ struct LoadCommand: AsyncParsableCommand {
             totals.stats.add(summary.stats)
             totals.skippedByCheckpoint += summary.skippedByCheckpoint
             totals.bytesRead += summary.bytesRead
+            if let scanned = summary.scanned { totals.scanned = (totals.scanned ?? 0) + scanned }
+            if let repaired = summary.repaired { totals.repaired = (totals.repaired ?? 0) + repaired }
+            if let repeated = summary.repeatedHems { totals.repeatedHems = (totals.repeatedHems ?? 0) + repeated }
+            if let unchanged = summary.unchanged { totals.unchanged = (totals.unchanged ?? 0) + unchanged }
             for (reason, count) in summary.rejected { totals.rejected[reason, default: 0] += count }
         }
         var totalsJSON = totals.json.objectValue ?? [:]
@@ -163,6 +225,15 @@ struct LoadCommand: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data((output.serialized() + "\n").utf8))
         if stop.isRequested { throw Exit.stopped }
         if totals.rejectedTotal > 0 { throw Exit.partial }
+    }
+
+    /// Whether any of the sources has a data row (valid or not); reads each at most to its first.
+    static func hasRows(_ locations: [ExportLocation], client: AWSClient?) async throws -> Bool {
+        for location in locations {
+            let reader = try await ExportReader(location: location, client: client)
+            if let first = try await reader.nextBatch(maxRecords: 1), !first.isEmpty { return true }
+        }
+        return false
     }
 
     func publishMetrics(_ summary: SourceSummary, client: AWSClient) async {

@@ -133,21 +133,21 @@ final class ExportDiffTests: XCTestCase {
         XCTAssertEqual(row.hem, Synthetic.hem(2))
     }
 
-    func testDuplicateHemInCurrent_isRejected_keepingTheFirst() async throws {
+    func testDuplicateHemInCurrent_isRejected_keepingTheLast() async throws {
         let current = [Synthetic.row(1, vup: "vup-a"), Synthetic.row(1, vup: "vup-b"), Synthetic.row(2)]
         let (changes, error, _) = try await diff([], current)
         XCTAssertNil(error)
         XCTAssertEqual(changes.count, 3)
-        guard case .added(let first) = changes[0] else { return XCTFail("\(changes)") }
-        XCTAssertEqual(first.vupID, "vup-a")
-        guard case .rejected(let duplicate) = changes[1] else { return XCTFail("\(changes)") }
+        guard case .rejected(let duplicate) = changes[0] else { return XCTFail("\(changes)") }
         XCTAssertEqual(duplicate.reason, .duplicateHem)
-        XCTAssertEqual(duplicate.line, 3)
+        XCTAssertEqual(duplicate.line, 2)
+        guard case .added(let last) = changes[1] else { return XCTFail("\(changes)") }
+        XCTAssertEqual(last.vupID, "vup-b")
     }
 
-    func testDuplicateHemInPrevious_isCounted_keepingTheFirst() async throws {
+    func testDuplicateHemInPrevious_isCounted_keepingTheLast() async throws {
         let previous = [Synthetic.row(1, vup: "vup-a"), Synthetic.row(1, vup: "vup-b"), Synthetic.row(2)]
-        let current = [Synthetic.row(1, vup: "vup-a"), Synthetic.row(2)]
+        let current = [Synthetic.row(1, vup: "vup-b"), Synthetic.row(2)]
         let (changes, error, diff) = try await diff(previous, current)
         XCTAssertNil(error)
         XCTAssertTrue(changes.isEmpty, "\(changes)")
@@ -195,5 +195,69 @@ final class ExportDiffTests: XCTestCase {
             let seen = Set(changes.compactMap(hems))
             for late in [2, 3, 4] { XCTAssertFalse(seen.contains(Synthetic.hem(late)), "step \(step): \(late)") }
         }
+    }
+
+    /// The table as the previous input: every item of a hem counts, extras are removed.
+    func testTableAsPrevious_keepsTheMatchingItem_movesTheNewest_removesTheRest() async throws {
+        func item(_ index: Int, _ vup: String, updated: String = "2026-11-25T10:00:00Z") -> ExportRow {
+            ExportRow(
+                hem: Synthetic.hem(index), vupID: vup, email: Synthetic.email(index), domain: "example.invalid",
+                source: "crm", lastVerified: "2026-11-24T08:00:00Z", updatedAt: updated, line: 0)
+        }
+        let sorter = ExternalSorter(memoryLimit: 64 * 1024)
+        let items = [
+            item(1, "vup-a"), item(1, "UNRESOLVED#00"),  // stale sentinel beside the row's item
+            item(2, "vup-old", updated: "2026-11-20T00:00:00Z"), item(2, "vup-newer", updated: "2026-11-24T00:00:00Z"),
+            item(3, "vup-c"),  // gone from the export
+            item(4, "vup-d"),
+        ]
+        for row in items.reversed() { try sorter.add(.row(row), part: 0) }
+        let table = HemOrderedInput.sorted(try sorter.finish(), name: "table")
+        let current = HemOrderedInput.merging([
+            try await ExportReader(
+                location: try write(
+                    "day.csv",
+                    [Synthetic.row(1, vup: "vup-a"), Synthetic.row(2, vup: "vup-b"), Synthetic.row(4, vup: "vup-d")]),
+                client: nil)
+        ])
+        let diff = ExportDiff(previous: table, current: current, previousIsTable: true)
+        var changes: [ExportChange] = []
+        while let batch = try await diff.nextBatch() { changes += batch }
+        var removed: [String] = []
+        var moved: [(String, String)] = []
+        for change in changes {
+            switch change {
+            case .removed(let row): removed.append(row.vupID)
+            case .moved(let old, let new): moved.append((old.vupID, new.vupID))
+            default: XCTFail("unexpected \(change)")
+            }
+        }
+        XCTAssertEqual(removed.sorted(), ["UNRESOLVED#00", "vup-c", "vup-old"])
+        XCTAssertEqual(moved.map(\.0), ["vup-newer"], "the most recently updated item moves")
+        XCTAssertEqual(diff.repaired, 2)
+        XCTAssertEqual(diff.unchanged, 2)
+    }
+
+    /// Parts sorted within themselves, hem ranges interleaved, merged as they stream; the last row
+    /// of a hem found in two parts wins (the later part), the earlier one is a duplicate_hem.
+    func testMergingParts_interleavedRanges_lastPartWinsADuplicate() async throws {
+        let a = try write("a.csv", [0, 2, 4, 6].map { Synthetic.row($0) })
+        let b = try write("b.csv", [1, 3, 4, 7].map { Synthetic.row($0, vup: $0 == 4 ? "vup-b" : "") })
+        let current = HemOrderedInput.merging([
+            try await ExportReader(location: a, client: nil), try await ExportReader(location: b, client: nil),
+        ])
+        let previous = HemOrderedInput.merging([
+            try await ExportReader(location: try write("empty.csv", []), client: nil)
+        ])
+        let diff = ExportDiff(previous: previous, current: current)
+        var changes: [ExportChange] = []
+        while let batch = try await diff.nextBatch() { changes += batch }
+        let added = changes.compactMap { if case .added(let row) = $0 { row } else { nil } }
+        XCTAssertEqual(added.map(\.hem), [0, 1, 2, 3, 4, 6, 7].map { Synthetic.hem($0) })
+        XCTAssertEqual(added.first { $0.hem == Synthetic.hem(4) }?.vupID, "vup-b")
+        let rejected = changes.compactMap { if case .rejected(let r) = $0 { r } else { nil } }
+        XCTAssertEqual(rejected.map(\.reason), [.duplicateHem])
+        XCTAssertEqual(rejected.first?.line, 4)
+        XCTAssertTrue(rejected.first?.source.hasSuffix("a.csv") == true)
     }
 }

@@ -358,13 +358,13 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         assertNoEmails([result.stdout, result.stderr], export.emails)
     }
 
-    func testLoad_incrementalWithUnsortedExport_exit1_namesTheLine() throws {
+    func testLoad_incrementalAssumeSortedWithUnsortedExport_exit1_namesTheLine() throws {
         let day1 = ExportFixture.make(count: 20)
         var day2 = day1
         day2.rows.swapAt(10, 11)
         try day1.write(to: dir.file("day1.csv"))
         try day2.write(to: dir.file("day2.csv"))
-        let result = try load([dir.file("day2.csv").path, "--previous", dir.file("day1.csv").path])
+        let result = try load([dir.file("day2.csv").path, "--previous", dir.file("day1.csv").path, "--assume-sorted"])
         XCTAssertEqual(result.exitCode, 1, result.stderr)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
         // Rows 10 and 11 swapped: row 11 (line 13, the header is line 1) is lower than row 10 on line 12.
