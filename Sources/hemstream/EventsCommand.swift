@@ -50,13 +50,14 @@ struct EventsCommand: AsyncParsableCommand {
                 write()
                 fail(message)
             }
+            var pageReader = StreamPageReader()
             for file in files {
                 guard let data = FileManager.default.contents(atPath: file) else { failing("\(file): cannot read") }
                 let bytes = [UInt8](data)
                 for (n, line) in bytes.split(separator: 10, omittingEmptySubsequences: false).enumerated() where !Self.isBlank(line) {
                     // The stream reader's byte-level page reader (a JSON tree only where it must).
                     let page: (records: [StreamRecord]?, nextIterator: String?)
-                    do { page = try StreamRecord.readPage(Array(line)) } catch { failing("\(file):\(n + 1): not JSON (\(error))") }
+                    do { page = try pageReader.read(Array(line)) } catch { failing("\(file):\(n + 1): not JSON (\(error))") }
                     guard let records = page.records else { failing("\(file):\(n + 1): missing Records") }
                     for (i, r) in records.enumerated() {
                         do { emit(try det.ingestTracked(r, shardID: file, streamARN: "file:" + file).events) }
