@@ -1,3 +1,5 @@
+import Foundation
+
 /// The last check on every event that leaves the process: a string that looks like an email
 /// address anywhere in the encoded event stops it. Works on the bytes (no parsing), about a
 /// byte comparison per byte, so it can sit on the hot path. It never returns or prints what it
@@ -11,9 +13,15 @@ public enum PIIGuard {
     }
 
     public static func containsEmailAddress(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard b.count > 4, let base = b.baseAddress else { return false }
+        let start = UnsafeRawPointer(base)
         var i = 1
+        // memchr finds each `@` (vectorised): an event rarely holds one, and the byte loop that
+        // looked at every byte was a few per cent of the stream reader's CPU.
         while i < b.count - 3 {
-            if b[i] == UInt8(ascii: "@"), isLocal(b[i - 1]), domainFollows(b, from: i + 1) { return true }
+            guard let at = memchr(start + i, Int32(UInt8(ascii: "@")), b.count - 3 - i) else { return false }
+            i = start.distance(to: UnsafeRawPointer(at))
+            if isLocal(b[i - 1]), domainFollows(b, from: i + 1) { return true }
             i += 1
         }
         return false

@@ -36,22 +36,45 @@ public struct StreamRecord: Sendable {
     }
 
     /// A GetRecords answer: its records (nil when it has no `Records` array) and
+    /// `NextShardIterator` (nil at a closed shard's end). A reader that reads many pages keeps a
+    /// `StreamPageReader` instead, so the token array is not made again for every page.
+    public static func readPage(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord]?, nextIterator: String?)
+    {
+        var reader = StreamPageReader()
+        return try reader.read(body)
+    }
+}
+
+/// Reads GetRecords answers one after another with one token array: a page of 1,000 records
+/// is about 150k tokens (3-4 MB), which made fresh for every page cost an allocation, its
+/// page faults and a copy when it grew.
+public struct StreamPageReader {
+    private var tokens: [Token] = []
+
+    public init() {}
+
+    /// A GetRecords answer: its records (nil when it has no `Records` array) and
     /// `NextShardIterator` (nil at a closed shard's end). Bytes go through the tape parser; a
     /// body it leaves to the canonical parser (escapes, non-ASCII text, a repeated key) is parsed
     /// as a JSON tree, with the same result.
-    public static func readPage(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord]?, nextIterator: String?)
-    {
+    public mutating func read(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord]?, nextIterator: String?) {
         if let fast = body.withUnsafeBufferPointer({ readTape($0) }) { return fast }
         let answer = body.isEmpty ? JSON.object([:]) : try JSON.parse(body)
         return (answer["Records"]?.arrayValue?.map(StreamRecord.init), answer["NextShardIterator"]?.stringValue)
     }
 
-    static func readTape(_ bytes: UnsafeBufferPointer<UInt8>) -> (records: [StreamRecord]?, nextIterator: String?)? {
+    mutating func readTape(_ bytes: UnsafeBufferPointer<UInt8>) -> (records: [StreamRecord]?, nextIterator: String?)? {
         guard bytes.count > 0, bytes.count < Int(Int32.max) else { return nil }
-        var parser = TapeParser(bytes: bytes, tokens: [])
-        parser.tokens.reserveCapacity(bytes.count / 12)
-        guard parser.parseDocument(), parser.tokens.first?.kind == .object else { return nil }
-        return parser.tokens.withUnsafeBufferPointer { tokens in
+        // Hand the token buffer to the parser and take it back: one owner, so no copy-on-write.
+        var buffer: [Token] = []
+        swap(&buffer, &tokens)
+        buffer.removeAll(keepingCapacity: true)
+        buffer.reserveCapacity(bytes.count / 12)
+        var parser = TapeParser(bytes: bytes, tokens: buffer)
+        let parsed = parser.parseDocument()
+        swap(&tokens, &parser.tokens)
+        guard parsed, tokens.first?.kind == .object else { return nil }
+        return tokens.withUnsafeBufferPointer { tokens in
             let tape = Tape(bytes: bytes, tokens: tokens)
             var records: [StreamRecord]?
             if let list = tape.member(0, "Records"), tokens[list].kind == .array {
@@ -66,7 +89,9 @@ public struct StreamRecord: Sendable {
             return (records, tape.string(tape.member(0, "NextShardIterator")))
         }
     }
+}
 
+extension StreamRecord {
     init(_ tape: Tape, _ record: Int) {
         guard tape.tokens[record].kind == .object else { return }
         eventName = tape.string(tape.member(record, "eventName"))

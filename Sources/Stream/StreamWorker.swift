@@ -427,6 +427,7 @@ public final class StreamWorker: Sendable {
         var idle = 0.0
         var backoff = 0.1
         var gapBefore: String??
+        var pageReader = StreamPageReader()
         logger.info("reading shard", metadata: ["shard": "\(shard)", "from": "\(checkpoint ?? "TRIM_HORIZON")"])
         while reading(shard) {
             if pipeline.fatal != nil { return }
@@ -440,7 +441,7 @@ public final class StreamWorker: Sendable {
                         streamARN: arn, shard: shard, from: lastRead.map { .afterSequenceNumber($0) } ?? start)
                 }
                 metrics.getRecordsCalls.increment()
-                let page = try await api.records(iterator: iterator!, limit: options.recordsPerCall)
+                let page = try await api.records(iterator: iterator!, limit: options.recordsPerCall, reader: &pageReader)
                 backoff = 0.1
                 if let before = gapBefore {
                     gapBefore = nil

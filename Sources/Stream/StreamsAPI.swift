@@ -137,12 +137,15 @@ public struct StreamsAPI: Sendable {
         return it
     }
 
-    /// One page, read from the answer's bytes (no JSON tree: `StreamRecord.readPage`).
-    public func records(iterator: String, limit: Int = 1000) async throws(StreamsFailure) -> RecordsPage {
+    /// One page, read from the answer's bytes (no JSON tree) by `reader`, which a shard's read
+    /// loop keeps from page to page.
+    public func records(
+        iterator: String, limit: Int = 1000, reader: inout StreamPageReader
+    ) async throws(StreamsFailure) -> RecordsPage {
         let request: JSON = ["ShardIterator": .string(iterator), "Limit": .int(limit)]
         let body = try await call { try await client.dynamoDBStreamsRaw("GetRecords", body: request.serializedBytes()) }
         do {
-            let page = try StreamRecord.readPage(body)
+            let page = try reader.read(body)
             return RecordsPage(records: page.records ?? [], nextIterator: page.nextIterator)
         } catch {
             throw .other(

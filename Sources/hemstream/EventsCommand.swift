@@ -51,6 +51,7 @@ struct EventsCommand: AsyncParsableCommand {
                 write()
                 fail(message)
             }
+            var pageReader = StreamPageReader()
             for file in files {
                 // Streamed line by line: a shard's dump can be far larger than memory should hold.
                 let fd = open(file, O_RDONLY | O_CLOEXEC)
@@ -72,7 +73,7 @@ struct EventsCommand: AsyncParsableCommand {
                     if Self.isBlank(line) { continue }
                     // The stream reader's byte-level page reader (a JSON tree only where it must).
                     let page: (records: [StreamRecord]?, nextIterator: String?)
-                    do { page = try StreamRecord.readPage(Array(line)) } catch { failing("\(file):\(n): not JSON (\(error))") }
+                    do { page = try pageReader.read(Array(line)) } catch { failing("\(file):\(n): not JSON (\(error))") }
                     guard let records = page.records else { failing("\(file):\(n): missing Records") }
                     for (i, r) in records.enumerated() {
                         do { emit(try det.ingestTracked(r, shardID: file, streamARN: "file:" + file).events) }
