@@ -61,6 +61,8 @@ struct EventsCommand: AsyncParsableCommand {
                 var n = 0
                 while !reader.atEnd {
                     guard let next = reader.nextInBuffer() else {
+                        // What is ready goes out before a read that may wait (stdin, a pipe).
+                        if !out.isEmpty { write() }
                         reader.fill()
                         if let error = reader.error { failing("\(file):\(n + 1): read failed: \(error)") }
                         continue
