@@ -24,14 +24,7 @@ public struct EventScanner {
 
     /// The record fields when `line` is certainly a valid event; nil when not sure.
     public mutating func scan(_ line: UnsafeBufferPointer<UInt8>) -> Fields? {
-        // Hand the token buffer to the parser and take it back: one owner, so no copy-on-write.
-        var buffer: [Token] = []
-        swap(&buffer, &tokens)
-        buffer.removeAll(keepingCapacity: true)
-        var parser = TapeParser(bytes: line, tokens: buffer)
-        let parsed = parser.parseDocument()
-        swap(&tokens, &parser.tokens)
-        guard parsed, tokens.first?.kind == .object else { return nil }
+        guard TapeParser.parseObject(line, into: &tokens) else { return nil }
         return tokens.withUnsafeBufferPointer { tokens in
             // The tape borrows the tokens: no array to retain on every rule's call.
             let tape = Tape(bytes: line, tokens: tokens)
@@ -136,6 +129,19 @@ struct TapeParser {
     let bytes: UnsafeBufferPointer<UInt8>
     var tokens: [Token]
     var i = 0
+
+    /// Parses `bytes` into `tokens`, reusing the array's storage: it is handed to the parser and
+    /// taken back (one owner, so no copy-on-write). True when the document is a JSON object.
+    static func parseObject(_ bytes: UnsafeBufferPointer<UInt8>, into tokens: inout [Token], reserve: Int = 0) -> Bool {
+        var buffer: [Token] = []
+        swap(&buffer, &tokens)
+        buffer.removeAll(keepingCapacity: true)
+        if reserve > 0 { buffer.reserveCapacity(reserve) }
+        var parser = TapeParser(bytes: bytes, tokens: buffer)
+        let parsed = parser.parseDocument()
+        swap(&tokens, &parser.tokens)
+        return parsed && tokens.first?.kind == .object
+    }
 
     mutating func parseDocument() -> Bool {
         skipSpace()

@@ -65,15 +65,7 @@ public struct StreamPageReader {
 
     mutating func readTape(_ bytes: UnsafeBufferPointer<UInt8>) -> (records: [StreamRecord]?, nextIterator: String?)? {
         guard bytes.count > 0, bytes.count < Int(Int32.max) else { return nil }
-        // Hand the token buffer to the parser and take it back: one owner, so no copy-on-write.
-        var buffer: [Token] = []
-        swap(&buffer, &tokens)
-        buffer.removeAll(keepingCapacity: true)
-        buffer.reserveCapacity(bytes.count / 12)
-        var parser = TapeParser(bytes: bytes, tokens: buffer)
-        let parsed = parser.parseDocument()
-        swap(&tokens, &parser.tokens)
-        guard parsed, tokens.first?.kind == .object else { return nil }
+        guard TapeParser.parseObject(bytes, into: &tokens, reserve: bytes.count / 12) else { return nil }
         return tokens.withUnsafeBufferPointer { tokens in
             let tape = Tape(bytes: bytes, tokens: tokens)
             var records: [StreamRecord]?
