@@ -164,12 +164,31 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         return process
     }
 
-    func testLoad_killedMidwayAndResumed_endsEqualToTheExport() throws {
+    /// A 12,000-row export on a moto_server of the test's own, long enough to interrupt.
+    func interruptibleLoadFixture() throws -> (export: ExportFixture, path: URL, checkpoint: String) {
         try useOwnMoto()
         let export = ExportFixture.make(count: 12_000)
         let path = dir.file("big.csv")
         try export.write(to: path)
-        let checkpoint = dir.file("load.ckpt").path
+        return (export, path, dir.file("load.ckpt").path)
+    }
+
+    /// The same load run again resumes from the checkpoint and ends with the table equal to the export.
+    func assertRerunResumesToTheExport(
+        _ export: ExportFixture, path: URL, checkpoint: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        let resumed = try load([path.path, "--checkpoint", checkpoint])
+        XCTAssertEqual(resumed.exitCode, 0, resumed.stderr, file: file, line: line)
+        let s = try summary(resumed)
+        XCTAssertGreaterThan(
+            s["totals"]?["skipped_by_checkpoint"]?.intValue ?? 0, 0, "resumed, not restarted", file: file, line: line)
+        let scanned = try scanTable(table, environment: env)
+        XCTAssertEqual(scanned.items, export.expectedItems, file: file, line: line)
+        XCTAssertEqual(scanned.raw.count, 12_000, file: file, line: line)
+    }
+
+    func testLoad_killedMidwayAndResumed_endsEqualToTheExport() throws {
+        let (export, path, checkpoint) = try interruptibleLoadFixture()
 
         let process = try startLoadUntilCheckpoint([path.path, "--checkpoint", checkpoint, "--concurrency", "2"])
         kill(process.processIdentifier, SIGKILL)
@@ -177,22 +196,12 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         let written = try scanTable(table, environment: env).raw.count
         XCTAssertLessThan(written, 12_000, "killed midway")
 
-        let resumed = try load([path.path, "--checkpoint", checkpoint])
-        XCTAssertEqual(resumed.exitCode, 0, resumed.stderr)
-        let s = try summary(resumed)
-        XCTAssertGreaterThan(s["totals"]?["skipped_by_checkpoint"]?.intValue ?? 0, 0, "resumed, not restarted")
-        let scanned = try scanTable(table, environment: env)
-        XCTAssertEqual(scanned.items, export.expectedItems)
-        XCTAssertEqual(scanned.raw.count, 12_000)
+        try assertRerunResumesToTheExport(export, path: path, checkpoint: checkpoint)
     }
 
     // Kubernetes stops a Job's pod with SIGTERM, then SIGKILL after the grace period.
     func testLoad_sigtermMidway_finishesInFlight_savesCheckpointAndSummary_exit5_andRerunCompletes() throws {
-        try useOwnMoto()
-        let export = ExportFixture.make(count: 12_000)
-        let path = dir.file("big.csv")
-        try export.write(to: path)
-        let checkpoint = dir.file("load.ckpt").path
+        let (export, path, checkpoint) = try interruptibleLoadFixture()
         // --max-wcu keeps the load going for several seconds, so the signal lands mid-way.
         let process = try startLoadUntilCheckpoint([path.path, "--checkpoint", checkpoint, "--max-wcu", "1000"])
         kill(process.processIdentifier, SIGTERM)
@@ -215,12 +224,7 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         XCTAssertGreaterThan(entry?["line"]?.intValue ?? 0, 1)
         XCTAssertTrue(stderr.contains("SIGTERM"), stderr)
 
-        let resumed = try load([path.path, "--checkpoint", checkpoint])
-        XCTAssertEqual(resumed.exitCode, 0, resumed.stderr)
-        XCTAssertGreaterThan(try summary(resumed)["totals"]?["skipped_by_checkpoint"]?.intValue ?? 0, 0)
-        let scanned = try scanTable(table, environment: env)
-        XCTAssertEqual(scanned.items, export.expectedItems)
-        XCTAssertEqual(scanned.raw.count, 12_000)
+        try assertRerunResumesToTheExport(export, path: path, checkpoint: checkpoint)
     }
 
     // A checkpoint that claims more than reached the disk would make a rerun after a power loss
