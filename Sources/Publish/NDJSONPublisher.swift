@@ -137,29 +137,40 @@ public final class NDJSONPublisher: Sendable {
         // This thread serves the delivery reports too (see `KafkaProducer.init`): between
         // records, and while waiting for the next chunk.
         var sinceServed = 0
+        // A fatal error is looked for once per chunk and with every serving of reports (asking
+        // librdkafka takes its lock): a send after one fails as fatal anyway, and is reported so.
+        func noticeFatal() {
+            if fatal == nil, let f = producer.fatalError {
+                fatal = f
+                stop()  // no more reading; what was read is reported below
+            }
+        }
         while var chunk = queue.take(idle: { producer.serveReports() }) {
             // Fast-path records point into the chunk's bytes instead of being copied; the bytes
             // stay pinned until every one of them has its delivery report. With no free slot,
             // records are copied as before.
             let slot = pinned.pin(chunk.bytes)
+            noticeFatal()
+            var read = 0
             chunk.bytes.withUnsafeBufferPointer { all in
                 for item in chunk.items {
                     if case .report(let line) = item {
                         report(line)
                         continue
                     }
-                    tally.read.add(1, ordering: .relaxed)
+                    read += 1
                     sinceServed += 1
                     if sinceServed == 64 {
                         sinceServed = 0
+                        // Counted in batches (an atomic add per line was a cost of its own),
+                        // before the reports that may count the same lines published.
+                        tally.read.add(read, ordering: .relaxed)
+                        read = 0
                         producer.serveReports()
+                        noticeFatal()
                     }
                     let tag = item.tag
                     let outcome: Outcome
-                    if fatal == nil, let f = producer.fatalError {
-                        fatal = f
-                        stop()  // no more reading; what was read is reported below
-                    }
                     if let fatal {
                         outcome = .notSent(fatal.description)
                     } else {
@@ -171,6 +182,7 @@ public final class NDJSONPublisher: Sendable {
                         case .report: continue
                         }
                     }
+                    if case .sent = outcome { continue }
                     let (file, line) = Tag.decode(tag)
                     let name = sources[file] == "-" ? "stdin" : sources[file]
                     switch outcome {
@@ -182,13 +194,15 @@ public final class NDJSONPublisher: Sendable {
                         tally.failed.add(1, ordering: .relaxed)
                         report("\(name):\(line): not sent: \(why)")
                     case .fatal(let error):
-                        fatal = error
+                        // librdkafka's own fatal error, when it has one, says more than `_FATAL`.
+                        fatal = producer.fatalError ?? error
                         stop()
                         tally.failed.add(1, ordering: .relaxed)
                         report("\(name):\(line): not sent: \(error)")
                     }
                 }
             }
+            tally.read.add(read, ordering: .relaxed)
             // Drop this reference first, so the reader gets the buffer back unshared (no copy).
             if let slot {
                 chunk.bytes = []
