@@ -53,14 +53,17 @@ let package = Package(
             ]),
         // librdkafka wrapped, and nothing else.
         .target(name: "Kafka", dependencies: ["CRdKafka"]),
-        // The `publish` pipeline: NDJSON lines read, validated (Events), produced (Kafka), reported by line.
+        // Where events leave the process, for `publish` and `stream` alike: the PII guard, the
+        // CloudEvents headers, keyed produce with a tag, delivery reports by tag, flush and close.
+        .target(name: "Outlet", dependencies: ["Events", "Kafka"]),
+        // The `publish` pipeline: NDJSON lines read, validated (Events), sent (Outlet), reported by line.
         .target(
             name: "Publish",
-            dependencies: ["Events", "JSON", "Kafka"]),
+            dependencies: ["Events", "JSON", "Kafka", "Outlet"]),
         .target(
             name: "Stream",
             dependencies: [
-                "AWSWire", "Events", "JSON", "Kafka", "Schemas",
+                "AWSWire", "Events", "JSON", "Kafka", "Outlet", "Schemas",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -81,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "hemstream",
             dependencies: [
-                "JSON", "AWSWire", "Table", "Export", "Loader", "Events", "Kafka", "Stream",
+                "JSON", "AWSWire", "Table", "Export", "Loader", "Events", "Kafka", "Outlet", "Stream",
                 "Publish", "Observability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -101,6 +104,7 @@ let package = Package(
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport", "JSON", "AWSWire"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "Events", "JSON", "Publish", "TestSupport"]),
         .testTarget(name: "PublishTests", dependencies: ["Publish", "Kafka", "CRdKafka", "Events", "TestSupport"]),
+        .testTarget(name: "OutletTests", dependencies: ["Outlet", "Kafka", "TestSupport"]),
         .testTarget(
             name: "ObservabilityTests",
             dependencies: [

@@ -127,20 +127,46 @@ struct Tape {
 /// the canonical parser: escapes, control or non-ASCII bytes, nesting deeper than 64.
 struct TapeParser {
     let bytes: UnsafeBufferPointer<UInt8>
-    var tokens: [Token]
+    /// Where tokens are written, `capacity` of them; `count` written so far.
+    let tokens: UnsafeMutablePointer<Token>
+    let capacity: Int
+    var count = 0
+    /// The document has more tokens than `capacity`: parse again with more room.
+    var overflowed = false
     var i = 0
 
-    /// Parses `bytes` into `tokens`, reusing the array's storage: it is handed to the parser and
-    /// taken back (one owner, so no copy-on-write). True when the document is a JSON object.
+    /// Parses `bytes` into `tokens[0...]`, reusing the array as a slab: it keeps the size it
+    /// grew to (later elements are stale; the tape is walked from token 0, never by count), and
+    /// tokens are written through a pointer, without an append's checks per token. True when
+    /// the document is a JSON object.
     static func parseObject(_ bytes: UnsafeBufferPointer<UInt8>, into tokens: inout [Token], reserve: Int = 0) -> Bool {
-        var buffer: [Token] = []
-        swap(&buffer, &tokens)
-        buffer.removeAll(keepingCapacity: true)
-        if reserve > 0 { buffer.reserveCapacity(reserve) }
-        var parser = TapeParser(bytes: bytes, tokens: buffer)
-        let parsed = parser.parseDocument()
-        swap(&tokens, &parser.tokens)
-        return parsed && tokens.first?.kind == .object
+        // Offsets are kept as Int32.
+        guard bytes.count < Int(Int32.max) else { return false }
+        var size = max(tokens.count, reserve, 64)
+        while true {
+            if tokens.count < size {
+                tokens.append(contentsOf: repeatElement(Token(kind: .null, start: 0, end: 0), count: size - tokens.count))
+            }
+            let (parsed, overflowed) = tokens.withUnsafeMutableBufferPointer { slab in
+                var parser = TapeParser(bytes: bytes, tokens: slab.baseAddress!, capacity: slab.count)
+                let parsed = parser.parseDocument()
+                return (parsed && parser.count > 0 && slab[0].kind == .object, parser.overflowed)
+            }
+            if !overflowed { return parsed }
+            size *= 2
+        }
+    }
+
+    /// Writes the next token; false (and `overflowed`) when there is no room.
+    @inline(__always)
+    mutating func push(_ token: Token) -> Bool {
+        guard count < capacity else {
+            overflowed = true
+            return false
+        }
+        tokens[count] = token
+        count += 1
+        return true
     }
 
     mutating func parseDocument() -> Bool {
@@ -168,19 +194,19 @@ struct TapeParser {
     }
 
     mutating func container(object: Bool, depth: Int) -> Bool {
-        let index = tokens.count
-        tokens.append(Token(kind: object ? .object : .array, start: Int32(i), end: 0))
+        let index = count
+        guard push(Token(kind: object ? .object : .array, start: Int32(truncatingIfNeeded: i), end: 0)) else { return false }
         i += 1
         skipSpace()
         let close = UInt8(ascii: object ? "}" : "]")
-        var count: Int32 = 0
+        var members: Int32 = 0
         if i < bytes.count, bytes[i] == close {
             i += 1
         } else {
             while true {
                 if object {
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\""), string() else { return false }
-                    let key = tokens.count - 1
+                    let key = self.count - 1
                     let h = keyHash(UnsafeBufferPointer(rebasing: bytes[tokens[key].range]))
                     tokens[key].hash = h
                     // A repeated key: which one counts is the canonical parser's business.
@@ -202,7 +228,7 @@ struct TapeParser {
                     skipSpace()
                 }
                 guard value(depth: depth + 1) else { return false }
-                count += 1
+                members += 1
                 skipSpace()
                 guard i < bytes.count else { return false }
                 if bytes[i] == UInt8(ascii: ",") {
@@ -216,9 +242,9 @@ struct TapeParser {
                 }
             }
         }
-        tokens[index].end = Int32(i)
-        tokens[index].count = count
-        tokens[index].next = Int32(tokens.count)
+        tokens[index].end = Int32(truncatingIfNeeded: i)
+        tokens[index].count = members
+        tokens[index].next = Int32(truncatingIfNeeded: self.count)
         return true
     }
 
@@ -241,9 +267,11 @@ struct TapeParser {
         while i < bytes.count {
             let c = bytes[i]
             if c == UInt8(ascii: "\"") {
-                tokens.append(Token(kind: .string, start: Int32(start), end: Int32(i), next: Int32(tokens.count + 1)))
                 i += 1
-                return true
+                return push(
+                    Token(
+                        kind: .string, start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: i - 1),
+                        next: Int32(truncatingIfNeeded: count + 1)))
             }
             if c == UInt8(ascii: "\\") || c < 0x20 || c >= 0x80 { return false }
             i += 1
@@ -254,9 +282,11 @@ struct TapeParser {
     mutating func literal(_ text: StaticString, _ kind: TokenKind) -> Bool {
         let n = text.utf8CodeUnitCount
         guard i + n <= bytes.count, memcmp(bytes.baseAddress! + i, text.utf8Start, n) == 0 else { return false }
-        tokens.append(Token(kind: kind, start: Int32(i), end: Int32(i + n), next: Int32(tokens.count + 1)))
-        i += n
-        return true
+        defer { i += n }
+        return push(
+            Token(
+                kind: kind, start: Int32(truncatingIfNeeded: i), end: Int32(truncatingIfNeeded: i + n),
+                next: Int32(truncatingIfNeeded: count + 1)))
     }
 
     mutating func number() -> Bool {
@@ -281,9 +311,10 @@ struct TapeParser {
             if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
             guard digits() else { return false }
         }
-        tokens.append(
-            Token(kind: integer ? .integer : .number, start: Int32(start), end: Int32(i), next: Int32(tokens.count + 1)))
-        return true
+        return push(
+            Token(
+                kind: integer ? .integer : .number, start: Int32(truncatingIfNeeded: start),
+                end: Int32(truncatingIfNeeded: i), next: Int32(truncatingIfNeeded: count + 1)))
     }
 }
 

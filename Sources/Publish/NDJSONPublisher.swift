@@ -2,6 +2,7 @@ import Events
 import Foundation
 import JSON
 import Kafka
+import Outlet
 import Synchronization
 
 /// Publishes change events from NDJSON sources (files, or `-` for stdin) to one topic: each line
@@ -45,7 +46,10 @@ public final class NDJSONPublisher: Sendable {
         }
     }
 
-    public let producer: KafkaProducer
+    /// Where the lines go (the same outlet `stream` sends through).
+    public let outlet: KafkaOutlet
+    /// The outlet's producer: its reports, errors and queue.
+    public var producer: KafkaProducer { outlet.events }
     public let sources: [String]
     private let validate: @Sendable (JSON) -> [String]
     private let report: @Sendable (String) -> Void
@@ -79,14 +83,14 @@ public final class NDJSONPublisher: Sendable {
         let pinned = PinnedBuffers()
         self.pinned = pinned
         let names = self.sources.map { $0 == "-" ? "stdin" : $0 }
-        producer = try KafkaProducer(
+        outlet = try KafkaOutlet(
             topic: topic, configuration: configuration, createTopic: createTopic, metadataTimeout: metadataTimeout,
             logLevel: logLevel, pollInBackground: false, shouldStop: shouldStop
-        ) { dr in
-            if let slot = Tag.slot(dr.tag) { pinned.release(slot) }
-            if let error = dr.error {
+        ) { tag, error in
+            if let slot = Tag.slot(tag) { pinned.release(slot) }
+            if let error {
                 tally.failed.add(1, ordering: .relaxed)
-                let (file, line) = Tag.decode(dr.tag)
+                let (file, line) = Tag.decode(tag)
                 report("\(names[file]):\(line): not acknowledged: \(error)")
             } else {
                 tally.published.add(1, ordering: .relaxed)
@@ -137,40 +141,53 @@ public final class NDJSONPublisher: Sendable {
         // This thread serves the delivery reports too (see `KafkaProducer.init`): between
         // records, and while waiting for the next chunk.
         var sinceServed = 0
+        // A fatal error is looked for once per chunk and with every serving of reports (asking
+        // librdkafka takes its lock): a send after one fails as fatal anyway, and is reported so.
+        func noticeFatal() {
+            if fatal == nil, let f = producer.fatalError {
+                fatal = f
+                stop()  // no more reading; what was read is reported below
+            }
+        }
         while var chunk = queue.take(idle: { producer.serveReports() }) {
             // Fast-path records point into the chunk's bytes instead of being copied; the bytes
             // stay pinned until every one of them has its delivery report. With no free slot,
             // records are copied as before.
             let slot = pinned.pin(chunk.bytes)
+            noticeFatal()
+            var read = 0
             chunk.bytes.withUnsafeBufferPointer { all in
                 for item in chunk.items {
                     if case .report(let line) = item {
                         report(line)
                         continue
                     }
-                    tally.read.add(1, ordering: .relaxed)
+                    read += 1
                     sinceServed += 1
                     if sinceServed == 64 {
                         sinceServed = 0
+                        // Counted in batches (an atomic add per line was a cost of its own),
+                        // before the reports that may count the same lines published.
+                        tally.read.add(read, ordering: .relaxed)
+                        read = 0
                         producer.serveReports()
+                        noticeFatal()
                     }
                     let tag = item.tag
                     let outcome: Outcome
-                    if fatal == nil, let f = producer.fatalError {
-                        fatal = f
-                        stop()  // no more reading; what was read is reported below
-                    }
                     if let fatal {
                         outcome = .notSent(fatal.description)
                     } else {
                         switch item {
                         case .fast(let r, let fields, _):
                             outcome = sendFast(UnsafeBufferPointer(rebasing: all[r]), fields, tag: tag, pinnedIn: slot)
-                        case .message(let message, _): outcome = send(message, tag: tag)
+                        case .event(let key, let value, let headers, _):
+                            outcome = send(key: key, value: value, headers: headers, tag: tag)
                         case .rejected(let why, _): outcome = .rejected(why)
                         case .report: continue
                         }
                     }
+                    if case .sent = outcome { continue }
                     let (file, line) = Tag.decode(tag)
                     let name = sources[file] == "-" ? "stdin" : sources[file]
                     switch outcome {
@@ -182,13 +199,15 @@ public final class NDJSONPublisher: Sendable {
                         tally.failed.add(1, ordering: .relaxed)
                         report("\(name):\(line): not sent: \(why)")
                     case .fatal(let error):
-                        fatal = error
+                        // librdkafka's own fatal error, when it has one, says more than `_FATAL`.
+                        fatal = producer.fatalError ?? error
                         stop()
                         tally.failed.add(1, ordering: .relaxed)
                         report("\(name):\(line): not sent: \(error)")
                     }
                 }
             }
+            tally.read.add(read, ordering: .relaxed)
             // Drop this reference first, so the reader gets the buffer back unshared (no copy).
             if let slot {
                 chunk.bytes = []
@@ -199,7 +218,7 @@ public final class NDJSONPublisher: Sendable {
                 queue.recycle(consume bytes)
             }
         }
-        producer.close(flushTimeout: flushTimeout)
+        outlet.close(timeout: flushTimeout)
         var summary = progress
         // Every line read is published, rejected or failed. Should librdkafka still owe reports
         // after the purge (close waits 10 s for them), those lines count as failed, not as nothing.
@@ -276,10 +295,12 @@ public final class NDJSONPublisher: Sendable {
                     continue
                 }
                 let bytes = UnsafeBufferPointer(rebasing: all[line.range])
-                // The PII guard first: a line holding an email-shaped string never reaches Kafka,
-                // and the rejection names the line, never the value.
+                // The PII guard first, here on the checking threads: a line holding an
+                // email-shaped string never reaches Kafka, is rejected for that before any parse
+                // or schema error, and the rejection names the line, never the value. (The
+                // outlet's scanned path relies on this; its other path guards again.)
                 if PIIGuard.containsEmailAddress(bytes) {
-                    items.append(.rejected("holds an email-shaped value (PII is never published)", line.tag))
+                    items.append(.rejected(Self.holdsPII, line.tag))
                 } else if let fields = scanner?.scan(bytes) {
                     items.append(.fast(line.range, fields, line.tag))
                 } else {
@@ -298,47 +319,31 @@ public final class NDJSONPublisher: Sendable {
         case fatal(KafkaError)
     }
 
-    /// The record headers every event carries (CloudEvents structured mode, plus the routing
-    /// attributes so consumers can filter without parsing the value).
-    static let contentType = KafkaHeader("content-type", "application/cloudevents+json")
-
     /// `pinnedIn`: the slot holding `line`'s bytes, which then are not copied (see `PinnedBuffers`).
     private func sendFast(
         _ line: UnsafeBufferPointer<UInt8>, _ f: EventScanner.Fields, tag: UInt64, pinnedIn slot: Int?
     ) -> Outcome {
-        let base = UnsafeRawPointer(line.baseAddress!)
-        func bytes(_ r: Range<Int>) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count)
-        }
-        return withUnsafeTemporaryAllocation(of: KafkaRawHeader.self, capacity: 4) { h in
-            var n = 0
-            h[n] = KafkaRawHeader("content-type", "application/cloudevents+json")
-            n += 1
-            if let r = f.specversion {
-                h[n] = KafkaRawHeader("ce_specversion", bytes(r))
-                n += 1
-            }
-            if let r = f.id {
-                h[n] = KafkaRawHeader("ce_id", bytes(r))
-                n += 1
-            }
-            if let r = f.type {
-                h[n] = KafkaRawHeader("ce_type", bytes(r))
-                n += 1
-            }
-            do throws(KafkaError) {
-                let sent = try producer.send(
-                    key: bytes(f.key), value: UnsafeRawBufferPointer(line),
-                    headers: UnsafeBufferPointer(rebasing: h[0..<n]), tag: slot.map { Tag.pinned(tag, slot: $0) } ?? tag,
-                    copy: slot == nil, shouldStop: { self.shouldStop })
-                // The slot's count can only reach zero after this: the producer holds it too.
-                if sent, let slot { pinned.retain(slot) }
-                return sent ? .sent : .notSent("stopped while the producer queue was full")
-            } catch {
-                return error.isFatal ? .fatal(error) : .notSent(error.description)
-            }
+        do throws(KafkaError) {
+            let sent = try outlet.send(
+                scanned: line, f, tag: slot.map { Tag.pinned(tag, slot: $0) } ?? tag, copy: slot == nil,
+                shouldStop: { self.shouldStop })
+            // The slot's count can only reach zero after this: the producer holds it too.
+            if sent == .enqueued, let slot { pinned.retain(slot) }
+            return outcome(sent)
+        } catch {
+            return error.isFatal ? .fatal(error) : .notSent(error.description)
         }
     }
+
+    private func outcome(_ sent: Sent) -> Outcome {
+        switch sent {
+        case .enqueued, .acknowledged: return .sent
+        case .blockedPII: return .rejected(Self.holdsPII)
+        case .stopped: return .notSent("stopped while the producer queue was full")
+        }
+    }
+
+    static let holdsPII = "holds an email-shaped value (PII is never published)"
 
     /// The canonical path for a line the fast path was not sure about: parse, validate, build.
     private func prepare(_ line: [UInt8], tag: UInt64) -> Chunk.Item {
@@ -349,17 +354,17 @@ public final class NDJSONPublisher: Sendable {
         guard let hem = event["data"]?["hem"]?.stringValue ?? event["subject"]?.stringValue else {
             return .rejected("no data.hem or subject to key by", tag)
         }
-        var headers = [Self.contentType]
-        if let v = event["specversion"]?.stringValue { headers.append(KafkaHeader("ce_specversion", v)) }
-        if let v = event["id"]?.stringValue { headers.append(KafkaHeader("ce_id", v)) }
-        if let v = event["type"]?.stringValue { headers.append(KafkaHeader("ce_type", v)) }
-        return .message(KafkaMessage(key: Array(hem.utf8), value: line, headers: headers), tag)
+        let headers = EventHeaders(
+            id: event["id"]?.stringValue, type: event["type"]?.stringValue,
+            specversion: event["specversion"]?.stringValue)
+        return .event(Array(hem.utf8), line, headers, tag)
     }
 
-    private func send(_ message: KafkaMessage, tag: UInt64) -> Outcome {
-        do {
-            return try producer.send(message, tag: tag, shouldStop: { self.shouldStop })
-                ? .sent : .notSent("stopped while the producer queue was full")
+    private func send(key: [UInt8], value: [UInt8], headers: EventHeaders, tag: UInt64) -> Outcome {
+        do throws(KafkaError) {
+            return outcome(
+                try outlet.send(
+                    key: key, value: value, headers: headers, tag: tag, copy: true, shouldStop: { self.shouldStop }))
         } catch {
             return error.isFatal ? .fatal(error) : .notSent(error.description)
         }
@@ -368,16 +373,17 @@ public final class NDJSONPublisher: Sendable {
 
 /// Checked lines handed from the reading thread to the producing one; `bytes` holds the lines.
 struct Chunk: @unchecked Sendable {
-    // @unchecked: KafkaMessage and the rest are Sendable; EventScanner.Fields holds only ranges.
+    // @unchecked: EventHeaders and the rest are Sendable; EventScanner.Fields holds only ranges.
     enum Item {
         case fast(Range<Int>, EventScanner.Fields, UInt64)
-        case message(KafkaMessage, UInt64)
+        /// Key, value and headers of a line the canonical validator passed.
+        case event([UInt8], [UInt8], EventHeaders, UInt64)
         case rejected(String, UInt64)
         case report(String)
 
         var tag: UInt64 {
             switch self {
-            case .fast(_, _, let t), .message(_, let t), .rejected(_, let t): return t
+            case .fast(_, _, let t), .event(_, _, _, let t), .rejected(_, let t): return t
             case .report: return 0
             }
         }

@@ -2,29 +2,8 @@ import Events
 import Foundation
 import JSON
 import Kafka
+import Outlet
 import Synchronization
-
-/// The CloudEvents headers an event carries (`publish` sends the same); dead letters carry none.
-public struct EventHeaders: Sendable {
-    public var id: String
-    public var type: String
-    public init(id: String, type: String) {
-        self.id = id
-        self.type = type
-    }
-}
-
-/// Where change events go: Kafka, or NDJSON on stdout (`--sink stdout`).
-public protocol EventSink: Sendable {
-    /// Enqueues one message; its acknowledgement comes back through the pipeline's `delivered`
-    /// with `tag`. Returns true when the message is acknowledged already (stdout). The pipeline
-    /// holds `value` unchanged until that acknowledgement, so a sink may hand Kafka the bytes
-    /// themselves instead of a copy.
-    func send(key: [UInt8], value: [UInt8], headers: EventHeaders?, tag: UInt64, toDLQ: Bool) throws -> Bool
-    /// Waits up to `timeout` for everything sent to be acknowledged; true when nothing is left.
-    func flush(timeout: Duration) async -> Bool
-    func close(timeout: Duration)
-}
 
 /// Records in, events out, and for each shard the furthest sequence number whose record and
 /// every record before it have had all their events acknowledged and left the pairing window:
@@ -89,7 +68,7 @@ public final class EventPipeline: Sendable {
     }
 
     let state: Mutex<State>
-    let sinkBox = Mutex<(any EventSink)?>(nil)
+    let sinkBox = Mutex<(any EventOutlet)?>(nil)
     let metrics: StreamMetrics
     let report: @Sendable (String) -> Void
     /// Records that the detector could not read go here (with `--dlq-topic`), else only counted.
@@ -102,8 +81,8 @@ public final class EventPipeline: Sendable {
         self.report = report
     }
 
-    public func attach(_ sink: any EventSink) { sinkBox.withLock { $0 = sink } }
-    var sink: any EventSink { sinkBox.withLock { $0! } }
+    public func attach(_ sink: any EventOutlet) { sinkBox.withLock { $0 = sink } }
+    var sink: any EventOutlet { sinkBox.withLock { $0! } }
 
     /// Messages sent and not yet acknowledged.
     public var inFlight: Int { state.withLock { $0.inFlight } }
@@ -148,7 +127,7 @@ public final class EventPipeline: Sendable {
         for (event, dlq, tag) in sends {
             if let event {
                 try emit(event, tag: tag, sink: sink)
-            } else if try sink.send(key: [], value: dlq!, headers: nil, tag: tag, toDLQ: true) {
+            } else if try sink.send(key: [], value: dlq!, headers: nil, tag: tag, toDLQ: true) != .enqueued {
                 delivered(tag: tag, error: nil)
             }
         }
@@ -183,21 +162,20 @@ public final class EventPipeline: Sendable {
         for (event, tag) in sends { try emit(event, tag: tag, sink: sink) }
     }
 
-    /// The one door events leave by: an event holding an email-shaped string (a public field
-    /// that carried an address) is stopped, counted and logged by position, never sent.
-    func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventSink) throws {
-        if PIIGuard.containsEmailAddress(event.bytes) {
+    /// Sends one event through the outlet, whose PII guard stops an event holding an
+    /// email-shaped string (a public field that carried an address): counted and logged by
+    /// position, never sent.
+    func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventOutlet) throws {
+        let headers = EventHeaders(id: event.id, type: event.type)
+        let sent = try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false)
+        if sent == .blockedPII {
             metrics.piiBlocked.increment()
             let where_ = event.positions.map { "shard \($0.shardID) record \($0.sequenceNumber)" }.joined(separator: ", ")
             report("a \(event.type) event (\(where_)) held an email-shaped value: not sent")
-            delivered(tag: tag, error: nil)
-            return
+        } else {
+            metrics.events(type: event.type)
         }
-        metrics.events(type: event.type)
-        let headers = EventHeaders(id: event.id, type: event.type)
-        if try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false) {
-            delivered(tag: tag, error: nil)
-        }
+        if sent != .enqueued { delivered(tag: tag, error: nil) }
     }
 
     /// A gap event (records trimmed before they were read), sent like any other event; it holds
@@ -207,7 +185,7 @@ public final class EventPipeline: Sendable {
         let bytes = event.serializedBytes()
         let tag = state.withLock { s in Self.enqueue(&s, positions: [], bytes: bytes) }
         let headers = EventHeaders(id: event["id"]?.stringValue ?? "", type: "stream.gap")
-        if try sink.send(key: Array(hem.utf8), value: bytes, headers: headers, tag: tag, toDLQ: false) {
+        if try sink.send(key: Array(hem.utf8), value: bytes, headers: headers, tag: tag, toDLQ: false) != .enqueued {
             delivered(tag: tag, error: nil)
         }
     }

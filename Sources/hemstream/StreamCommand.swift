@@ -4,6 +4,7 @@ import Events
 import Foundation
 import Kafka
 import Logging
+import Outlet
 import Observability
 import ServiceLifecycle
 import Stream
@@ -92,18 +93,21 @@ struct StreamCommand: AsyncParsableCommand {
         let pipeline = EventPipeline(detector: detector, metrics: metrics, hasDLQ: dlqTopic != nil) { logger.error("\($0)") }
 
         var mock: KafkaMockCluster?
-        var kafkaSink: KafkaEventSink?
+        var kafkaSink: KafkaOutlet?
         if sink == "stdout" {
-            pipeline.attach(StdoutEventSink())
+            pipeline.attach(StdoutOutlet())
         } else {
             do {
                 // Never give up on a message while the brokers are away: the checkpoint waits.
                 let (config, cluster) = try kafka.configuration(
                     messageTimeoutMs: 0, topics: [topic] + (dlqTopic.map { [$0] } ?? []))
                 mock = cluster
-                let s = try KafkaEventSink(
+                let s = try KafkaOutlet(
                     topic: topic, dlqTopic: dlqTopic, configuration: config, createTopic: kafka.createTopic,
-                    metadataTimeout: .seconds(kafka.metadataTimeout), logLevel: kafka.verbose ? 7 : -1, pipeline: pipeline)
+                    metadataTimeout: .seconds(kafka.metadataTimeout), logLevel: kafka.verbose ? 7 : -1
+                ) { [weak pipeline] tag, error in
+                    pipeline?.delivered(tag: tag, error: error.map { "\($0)" })
+                }
                 pipeline.attach(s)
                 kafkaSink = s
             } catch { throw fail("\(error)") }
@@ -195,7 +199,7 @@ final class StreamReaderService: Service, Sendable {
 final class KafkaReachability: Sendable {
     let reachable = Atomic<Bool>(true)
 
-    init(_ sink: KafkaEventSink) {
+    init(_ sink: KafkaOutlet) {
         let thread = Thread { [weak self] in
             while let self {
                 self.reachable.store(sink.reachable(), ordering: .relaxed)
