@@ -82,7 +82,11 @@ public struct ChangeDetector: Sendable {
         var readAt = Date()
     }
     /// A loader move's transition already emitted: its REMOVE, when it comes, is dropped.
-    struct Departed: Sendable { var from: String, token: Int }
+    struct Departed: Sendable {
+        var from: String, token: Int
+        /// When this detector was given the INSERT (wall clock): idle settling forgets it too.
+        var readAt = Date()
+    }
     var pending: [String: Pending] = [:]          // by hem
     var departed: [String: Departed] = [:]        // by hem
     var expiries = MinHeap()
@@ -148,6 +152,7 @@ public struct ChangeDetector: Sendable {
             guard let image = isInsert ? newImage : oldImage else { throw RecordError(description: "\(name) record missing \(isInsert ? "NewImage" : "OldImage")") }
             let (hem, vup) = try keys(image)
             out.events = advance(to: time)
+            dropStaleExpiries()
             if isInsert, let from = image.string("previous_vup_id"), from != vup {
                 // The loader's move: this record alone is the transition.
                 if let p = pending[hem] {
@@ -209,10 +214,13 @@ public struct ChangeDetector: Sendable {
         return [settle(hem: entry.hem, p)]
     }
 
-    /// Settles the halves given to this detector before `readBefore` (wall clock): a reader's
-    /// idle-shard settling, in pending order. O(pending); called about once a second.
+    /// Settles the halves given to this detector before `readBefore` (wall clock), and forgets
+    /// the loader moves it was given before then: a reader's idle-shard settling, so what the
+    /// detector holds drains when records stop coming (record time alone would keep it until
+    /// the next record). O(held); called about once a second.
     public mutating func settleHeld(readBefore: Date) -> [ChangeEvent] {
-        settlePending { $0.readAt < readBefore }
+        departed = departed.filter { $0.value.readAt >= readBefore }
+        return settlePending { $0.readAt < readBefore }
     }
 
     /// Settles the halves read from one shard now (the shard is being handed to another replica).
@@ -222,10 +230,20 @@ public struct ChangeDetector: Sendable {
 
     /// Settles the pending halves that `due` picks, oldest record first.
     mutating func settlePending(_ due: (Pending) -> Bool) -> [ChangeEvent] {
-        pending.filter { due($0.value) }.sorted { $0.value.time < $1.value.time }.map { hem, p in
+        let events = pending.filter { due($0.value) }.sorted { $0.value.time < $1.value.time }.map { hem, p in
             pending[hem] = nil
             return settle(hem: hem, p)
         }
+        dropStaleExpiries()
+        return events
+    }
+
+    /// Drops the expiry entries whose half or move is gone (paired, settled by wall clock,
+    /// its REMOVE seen) once they are most of the queue, so the queue follows what is held, not
+    /// every hem seen since record time last moved. Amortized O(1) per entry.
+    mutating func dropStaleExpiries() {
+        guard expiries.count > 64, expiries.count > 2 * (pending.count + departed.count) else { return }
+        expiries.keep { e in pending[e.hem]?.token == e.token || departed[e.hem]?.token == e.token }
     }
 
     /// Settles everything pending, as if every window had passed (end of input, shutdown).
@@ -236,6 +254,11 @@ public struct ChangeDetector: Sendable {
 
     /// Halves waiting for a partner.
     public var pendingCount: Int { pending.count }
+
+    /// Everything the detector holds per hem: halves waiting for a partner, loader moves whose
+    /// REMOVE may still come, and their expiry entries. Bounded by what arrived within the
+    /// window, never by the number of distinct hems seen; 0 once all of it has settled.
+    public var heldStateCount: Int { pending.count + departed.count + expiries.count }
 
     /// Held positions that have left the window since the last call (each once).
     public mutating func drainReleased() -> [StreamPosition] {

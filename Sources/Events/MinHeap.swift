@@ -1,6 +1,6 @@
 /// Expiry times of held move halves, earliest first: the detector settles due halves in
-/// O(log n) each instead of scanning everything it holds per record. Entries are never
-/// removed early; a stale one (its token no longer current) is skipped when it comes up.
+/// O(log n) each instead of scanning everything it holds per record. A stale entry (its token
+/// no longer current) is skipped when it comes up, or dropped by `keep(where:)` in bulk.
 struct MinHeap: Sendable {
     struct Entry: Sendable {
         var time: Double
@@ -41,5 +41,11 @@ struct MinHeap: Sendable {
             i = m
         }
         return top
+    }
+
+    /// Keeps only the entries `live` accepts, in heap order again (a sorted array is a heap).
+    mutating func keep(where live: (Entry) -> Bool) {
+        items.removeAll { !live($0) }
+        items.sort(by: Self.before)
     }
 }

@@ -27,15 +27,24 @@ public struct MoveResolver: Sendable {
 
     /// True when the REMOVE of (hem, vup) is a loader move's departing half.
     public func isDepartingHalf(hem: String, vup: String, recordTime: Double) async throws -> Bool {
-        if try await foundElsewhere(hem: hem, vup: vup) { return true }
-        // ApproximateCreationDateTime is whole seconds: count the grace from the end of that second.
-        let wait = recordTime + 1 + grace - Date().timeIntervalSince1970
-        guard wait > 0 else { return false }
-        try await Task.sleep(for: .milliseconds(Int(min(wait, grace + 1) * 1000)))
-        return try await foundElsewhere(hem: hem, vup: vup)
+        try await departingVups(hem: hem, among: [vup], recordTime: recordTime).contains(vup)
     }
 
-    func foundElsewhere(hem: String, vup: String) async throws -> Bool {
+    /// Which of `vups` (REMOVEs of one hem, e.g. from one page) are a loader move's departing
+    /// half: one lookup answers them all. `recordTime` is the youngest record's.
+    public func departingVups(hem: String, among vups: Set<String>, recordTime: Double) async throws -> Set<String> {
+        let found = try await movedAway(hem: hem, from: vups)
+        if found.count == vups.count { return found }
+        // ApproximateCreationDateTime is whole seconds: count the grace from the end of that second.
+        let wait = recordTime + 1 + grace - Date().timeIntervalSince1970
+        guard wait > 0 else { return found }
+        try await Task.sleep(for: .milliseconds(Int(min(wait, grace + 1) * 1000)))
+        return try await movedAway(hem: hem, from: vups)
+    }
+
+    /// The vup_ids among `vups` that the hem has moved away from: it is found under another
+    /// vup_id in an item the loader wrote for a move (one with `previous_vup_id`).
+    func movedAway(hem: String, from vups: Set<String>) async throws -> Set<String> {
         let answer = try await client.dynamoDB(
             "Query",
             [
@@ -44,10 +53,13 @@ public struct MoveResolver: Sendable {
                 "ExpressionAttributeValues": [":h": ["S": .string(hem)]],
                 "ProjectionExpression": "vup_id, previous_vup_id",
             ])
+        var movedTo: [String] = []
         for item in answer["Items"]?.arrayValue ?? [] {
-            guard let other = item["vup_id"]?["S"]?.stringValue, other != vup else { continue }
-            if item["previous_vup_id"]?["S"]?.stringValue != nil { return true }
+            guard let other = item["vup_id"]?["S"]?.stringValue, item["previous_vup_id"]?["S"]?.stringValue != nil else {
+                continue
+            }
+            movedTo.append(other)
         }
-        return false
+        return vups.filter { vup in movedTo.contains { $0 != vup } }
     }
 }

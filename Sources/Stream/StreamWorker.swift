@@ -518,14 +518,22 @@ public final class StreamWorker: Sendable {
 
     /// Indexes of the page's REMOVEs that are the departing half of a loader move: those whose
     /// loader INSERT is in the same page or was already seen by the detector, and those a
-    /// hem-index lookup finds moved (lookups made concurrently, at most 16 at a time).
+    /// hem-index lookup finds moved (one lookup per hem per page, made concurrently, at most 16
+    /// at a time).
     func departingHalves(_ records: [StreamRecord], shard: String) async -> Set<Int> {
         var arriving = Set<String>()
         for r in records where r.eventName == "INSERT" {
             guard let img = r.newImage, let hem = img.string("hem"), let from = img.string("previous_vup_id") else { continue }
             arriving.insert(hem + "|" + from)
         }
-        var lookups: [(Int, String, String, Double)] = []
+        /// The REMOVEs of one hem left to a lookup: their indexes and vup_ids, the youngest time.
+        struct Lookup {
+            var hem: String
+            var removes: [(index: Int, vup: String)] = []
+            var time = 0.0
+        }
+        var lookups: [Lookup] = []
+        var slot: [String: Int] = [:]
         var known = Set<Int>()
         for (i, r) in records.enumerated() where r.eventName == "REMOVE" {
             // The old image's keys, else (no image) the record's Keys.
@@ -536,31 +544,39 @@ public final class StreamWorker: Sendable {
                 known.insert(i)
                 continue
             }
-            lookups.append((i, hem, vup, r.time ?? 0))
+            let k = slot[hem] ?? lookups.count
+            if k == lookups.count {
+                slot[hem] = k
+                lookups.append(Lookup(hem: hem))
+            }
+            lookups[k].removes.append((i, vup))
+            lookups[k].time = max(lookups[k].time, r.time ?? 0)
         }
         guard !lookups.isEmpty else { return known }
-        return await withTaskGroup(of: Int?.self) { group in
+        return await withTaskGroup(of: [Int].self) { group in
             var found = known
             var next = 0
             func add() {
-                let (i, hem, vup, time) = lookups[next]
+                let lookup = lookups[next]
                 next += 1
                 group.addTask {
                     while self.reading(shard) {
                         do {
-                            return try await self.resolver.isDepartingHalf(hem: hem, vup: vup, recordTime: time) ? i : nil
+                            let departed = try await self.resolver.departingVups(
+                                hem: lookup.hem, among: Set(lookup.removes.map(\.vup)), recordTime: lookup.time)
+                            return lookup.removes.filter { departed.contains($0.vup) }.map(\.index)
                         } catch {
                             self.logger.warning(
                                 "hem-index lookup failed; retrying", metadata: ["shard": "\(shard)", "error": "\(error)"])
                             try? await Task.sleep(for: .seconds(1))
                         }
                     }
-                    return nil
+                    return []
                 }
             }
             while next < min(16, lookups.count) { add() }
-            while let result = await group.next() {
-                if let i = result {
+            while let indexes = await group.next() {
+                for i in indexes {
                     found.insert(i)
                     metrics.movesClassified(by: "index")
                 }

@@ -122,6 +122,42 @@ final class ChangeDetectorTests: XCTestCase {
         XCTAssertEqual(det.flush().count, 100)
     }
 
+    /// A reader on an idle stream settles by wall clock only (record time stops with the records):
+    /// what the detector holds must drain then, whatever number of distinct hems went through.
+    func testHeldState_drainsOnIdleSettling_andDoesNotGrowWithDistinctHems() throws {
+        var det = ChangeDetector(region: "us-east-1", table: "vector_emails_operational", fields: try FieldClassification.load())
+        func item(_ hem: Int, _ vup: String, previous: String? = nil) -> JSON {
+            var item = Self.item(vup, extra: previous.map { ["previous_vup_id": $0] } ?? [:]).objectValue!
+            item["hem"] = ["S": .string(String(format: "%032x", hem))]
+            return .object(item)
+        }
+        var seq = 0
+        func feed(_ name: String, old: JSON? = nil, new: JSON? = nil) throws -> [ChangeEvent] {
+            seq += 1
+            // One record-time second for everything: record time never passes the window.
+            return try det.ingest(Self.record(name, seq: seq, time: 100, old: old, new: new), shardID: "s1", streamARN: Self.arn)
+        }
+        for round in 0..<5 {
+            var events: [ChangeEvent] = []
+            for k in 0..<1_000 {
+                let h = round * 10_000 + k * 4
+                // A loader move whose REMOVE never comes, a created hem, a move of another writer
+                // (REMOVE then INSERT, paired in memory), a loader move whose REMOVE comes after it.
+                events += try feed("INSERT", new: item(h, "V2", previous: "V1"))
+                events += try feed("INSERT", new: item(h + 1, "V1"))
+                events += try feed("REMOVE", old: item(h + 2, "V1"))
+                events += try feed("INSERT", new: item(h + 2, "V2"))
+                events += try feed("INSERT", new: item(h + 3, "V2", previous: "V1"))
+                events += try feed("REMOVE", old: item(h + 3, "V1"))
+            }
+            XCTAssertGreaterThan(det.heldStateCount, 0, "round \(round): the created hems wait in the window")
+            events += det.settleHeld(readBefore: Date().addingTimeInterval(1))
+            XCTAssertEqual(events.count, 4_000, "round \(round): one event per hem")
+            XCTAssertEqual(det.heldStateCount, 0, "round \(round): nothing held once everything settled")
+        }
+        XCTAssertEqual(det.flush().count, 0)
+    }
+
     func testModifyOfEmailAlone_saysModifiedWithoutValue_andHashesOnlyWithKey() throws {
         let m = Self.record("MODIFY", seq: 1, time: 100, old: Self.item("V1", email: "a@example.invalid"), new: Self.item("V1", email: "b@example.invalid"))
         let plain = try run([(m, "s1")]).0
