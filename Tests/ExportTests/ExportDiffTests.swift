@@ -331,6 +331,73 @@ final class ExportDiffTests: XCTestCase {
         }
     }
 
+    /// Against the table, an export out of its sort (compared as bytes) gives exactly the changes
+    /// the same export merged as it streams (decoded rows) gives: rejections with and without a
+    /// valid hem, a rejected row that keeps its hem's item, a duplicate hem, adds, changes, moves
+    /// and removals, in the same order (bar the hemless rejections, which a sort puts first).
+    func testTableAsPrevious_sortedExport_givesTheChangesOfTheStreamedExport() async throws {
+        func item(_ index: Int, _ vup: String, updated: String = "2026-11-25T10:00:00Z") -> ExportRow {
+            ExportRow(
+                hem: Synthetic.hem(index), vupID: vup, email: Synthetic.email(index), domain: "example.invalid",
+                source: "crm", lastVerified: "2026-11-24T08:00:00Z", updatedAt: updated, line: 0)
+        }
+        let items = [
+            item(1, "vup-1"), item(2, "vup-2"), item(2, "UNRESOLVED#00"), item(3, "vup-3"), item(4, "vup-4"),
+            item(5, "vup-5", updated: "2026-11-20T00:00:00Z"), item(7, "vup-7"),
+        ]
+        let export = try write(
+            "day.csv",
+            [
+                Synthetic.row(1, vup: "vup-1"),  // unchanged
+                Synthetic.row(2, vup: "vup-2"),  // unchanged, its stale sentinel removed
+                "not-a-hem,vup-x,\(Synthetic.email(90)),example.invalid,2026-11-24T08:00:00Z,crm,2026-11-25T10:00:00Z",
+                Synthetic.row(3, vup: "vup-3", updatedAt: "yesterday"),  // rejected: vup-3 stays
+                Synthetic.row(4, vup: "vup-moved"),  // moved
+                Synthetic.row(5, vup: "vup-5"),  // changed (updated_at)
+                Synthetic.row(6, vup: "vup-6"),  // added, twice: the last row wins
+                Synthetic.row(6, vup: "vup-6b"),
+            ])
+        func changes(_ current: HemOrderedInput) async throws -> ([ExportChange], Int, Int) {
+            let sorter = ExternalSorter(memoryLimit: 64 * 1024)
+            for row in items { try sorter.add(.row(row), part: 0) }
+            let diff = ExportDiff(
+                previous: .sorted(try sorter.finish(), name: "table"), current: current, previousIsTable: true)
+            var changes: [ExportChange] = []
+            while let batch = try await diff.nextBatch(maxChanges: 3) { changes += batch }
+            return (changes, diff.unchanged, diff.repaired)
+        }
+        let asBytes = try await changes(
+            try await .sorting([export], open: { try await ExportReader(location: $0, client: nil) }, directory: nil))
+        let decoded = try await changes(.merging([try await ExportReader(location: export, client: nil)]))
+        // Rejections without a valid hem have no place in hem order: a sort puts them first.
+        func hemless(_ change: ExportChange) -> Bool {
+            if case .rejected(let rejection) = change { return rejection.hem == nil }
+            return false
+        }
+        XCTAssertEqual(asBytes.0.filter { !hemless($0) }, decoded.0.filter { !hemless($0) })
+        XCTAssertEqual(asBytes.0.filter(hemless), decoded.0.filter(hemless))
+        XCTAssertEqual(asBytes.1, decoded.1)
+        XCTAssertEqual(asBytes.2, decoded.2)
+        XCTAssertEqual(asBytes.1, 2, "hems 1 and 2")
+        XCTAssertEqual(asBytes.2, 1, "hem 2 had two items")
+        var kinds: [String] = []
+        for change in asBytes.0 {
+            switch change {
+            case .added(let row): kinds.append("added \(row.vupID)")
+            case .changed(_, let new): kinds.append("changed \(new.vupID)")
+            case .moved(let old, let new): kinds.append("moved \(old.vupID) \(new.vupID)")
+            case .removed(let old): kinds.append("removed \(old.vupID)")
+            case .rejected(let rejection): kinds.append("rejected \(rejection.reason.rawValue)")
+            }
+        }
+        XCTAssertEqual(
+            kinds,
+            [
+                "rejected invalid_hem", "removed UNRESOLVED#00", "rejected invalid_timestamp", "moved vup-4 vup-moved",
+                "changed vup-5", "rejected duplicate_hem", "added vup-6b", "removed vup-7",
+            ])
+    }
+
     /// Parts sorted within themselves, hem ranges interleaved, merged as they stream; the last row
     /// of a hem found in two parts wins (the later part), the earlier one is a duplicate_hem.
     func testMergingParts_interleavedRanges_lastPartWinsADuplicate() async throws {
