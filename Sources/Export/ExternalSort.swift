@@ -43,22 +43,51 @@ public final class ExternalSorter {
     public func add(key: String, payload: (inout [UInt8]) -> Void) throws(ExportError) {
         precondition(!finished, "add after finish")
         if arena.count >= memoryLimit { try spill() }
-        // The whole buffer at once: pages not yet written cost no memory, and the buffer never
-        // doubles past the limit (a copy of tens of MB, and twice the resident size).
-        if arena.capacity == 0 { arena.reserveCapacity(memoryLimit + (2 << 20)) }
-        let start = arena.count
-        offsets.append(Int32(truncatingIfNeeded: start))
-        arena.append(contentsOf: [0, 0, 0, 0])
+        reserveArena()
+        offsets.append(Int32(truncatingIfNeeded: arena.count))
         var key = key
-        key.withUTF8 { bytes in
-            let n = min(bytes.count, 255)
-            arena.append(UInt8(n))
-            arena.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<n]))
-        }
-        payload(&arena)
-        let length = UInt32(arena.count - start - 4)
-        arena.withUnsafeMutableBytes { $0.storeBytes(of: length.littleEndian, toByteOffset: start, as: UInt32.self) }
+        key.withUTF8 { Self.appendRecord(key: UnsafeRawBufferPointer($0), to: &arena, payload: payload) }
         count += 1
+    }
+
+    /// Adds records framed elsewhere (`SortRecordBuffer`: a Scan page encoded on the task that
+    /// read it), each copied as it is.
+    public func add(_ records: SortRecordBuffer) throws(ExportError) {
+        precondition(!finished, "add after finish")
+        let bytes = records.bytes
+        var start = 0
+        while start < bytes.count {
+            if arena.count >= memoryLimit { try spill() }
+            reserveArena()
+            let length = bytes.withUnsafeBytes {
+                Int($0.loadUnaligned(fromByteOffset: start, as: UInt32.self).littleEndian)
+            }
+            offsets.append(Int32(truncatingIfNeeded: arena.count))
+            arena.append(contentsOf: bytes[start..<start + 4 + length])
+            start += 4 + length
+            count += 1
+        }
+    }
+
+    /// The whole buffer at once: pages not yet written cost no memory, and the buffer never
+    /// doubles past the limit (a copy of tens of MB, and twice the resident size).
+    @inline(__always) private func reserveArena() {
+        if arena.capacity == 0 { arena.reserveCapacity(memoryLimit + (2 << 20)) }
+    }
+
+    /// Appends one record in the run format, `[UInt32 length][UInt8 key length][key][payload]`:
+    /// the one place that frames a record, for the sorter's buffer and for `SortRecordBuffer`.
+    @inline(__always) static func appendRecord(
+        key: UnsafeRawBufferPointer, to out: inout [UInt8], payload: (inout [UInt8]) -> Void
+    ) {
+        let start = out.count
+        out.append(contentsOf: [0, 0, 0, 0])
+        let n = min(key.count, 255)
+        out.append(UInt8(n))
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: key[..<n]))
+        payload(&out)
+        let length = UInt32(out.count - start - 4)
+        out.withUnsafeMutableBytes { $0.storeBytes(of: length.littleEndian, toByteOffset: start, as: UInt32.self) }
     }
 
     /// The records in key order. The sorter is spent; its run files go when the result is released.

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// One record of a hem-ordered input: keyed by its valid hem, with the part it came from, or a
 /// rejection without a valid hem (`loose`), which has no place in the order.
 public enum HemItem: Sendable {
@@ -16,7 +22,8 @@ public final class HemOrderedInput {
     /// Display names of the parts, by part index.
     public let partNames: [String]
     private var readers: [ExportReader]
-    private var sorted: SortedRecords?
+    /// Set for `sorting` and `sorted`: the records come out of a sorter.
+    private(set) var sorted: SortedRecords?
     private var streams: [PartStream] = []
     private var heads: [HemItem?] = []
     private var primed = false
@@ -64,6 +71,8 @@ public final class HemOrderedInput {
             let reader = try await open(location)
             input.readers.append(reader)
             while let batch = try await reader.nextBatch() {
+                // Read beside a Scan (`--reconcile`), which may fail or be stopped.
+                try Task.checkCancellation()
                 for record in batch { try sorter.add(record, part: part) }
             }
         }
@@ -184,26 +193,62 @@ extension ExportRecord {
 /// length 0xFFFFFFFF for nil. The key is the hem ("" for a rejection without a valid hem).
 extension ExternalSorter {
     public func add(_ record: ExportRecord, part: Int) throws(ExportError) {
-        try add(key: record.hem ?? "") { out in
-            Self.appendUInt16(UInt16(truncatingIfNeeded: part), &out)
-            switch record {
-            case .row(let row):
-                out.append(0)
-                Self.appendUInt32(UInt32(truncatingIfNeeded: row.line), &out)
-                Self.appendString(row.vupID, &out)
-                Self.appendString(row.email, &out)
-                Self.appendString(row.domain, &out)
-                Self.appendString(row.source, &out)
-                Self.appendString(row.lastVerified, &out)
-                Self.appendString(row.updatedAt, &out)
-            case .rejected(let rejection):
-                out.append(1)
-                Self.appendUInt32(UInt32(truncatingIfNeeded: rejection.line), &out)
-                out.append(UInt8(RejectReason.allCases.firstIndex(of: rejection.reason)!))
-                out.append(rejection.hem == nil ? 0 : 1)
-                Self.appendString(rejection.field, &out)
-            }
+        try add(key: record.hem ?? "") { Self.appendPayload(record, part: part, to: &$0) }
+    }
+
+    /// The payload of `record` (everything after the key).
+    static func appendPayload(_ record: ExportRecord, part: Int, to out: inout [UInt8]) {
+        appendUInt16(UInt16(truncatingIfNeeded: part), &out)
+        switch record {
+        case .row(let row):
+            out.append(0)
+            appendUInt32(UInt32(truncatingIfNeeded: row.line), &out)
+            appendRowStrings(row, &out)
+        case .rejected(let rejection):
+            out.append(1)
+            appendUInt32(UInt32(truncatingIfNeeded: rejection.line), &out)
+            out.append(UInt8(RejectReason.allCases.firstIndex(of: rejection.reason)!))
+            out.append(rejection.hem == nil ? 0 : 1)
+            appendString(rejection.field, &out)
         }
+    }
+
+    /// A row's six strings, in the payload's order.
+    @inline(__always) static func appendRowStrings(_ row: ExportRow, _ out: inout [UInt8]) {
+        appendString(row.vupID, &out)
+        appendString(row.email, &out)
+        appendString(row.domain, &out)
+        appendString(row.source, &out)
+        appendString(row.lastVerified, &out)
+        appendString(row.updatedAt, &out)
+    }
+
+    /// Bytes of a row's payload before its strings: part, tag, line.
+    static let rowHeaderSize = 7
+
+    /// True when `payload` is a row whose six strings are byte for byte those of `row` (so
+    /// vup_id and every attribute are equal; the key, part and line are not compared). Bytes
+    /// that differ say nothing (Unicode-equal strings may differ in bytes): compare the decoded
+    /// rows then. `scratch` is reused between calls.
+    public static func rowPayload(
+        _ payload: UnsafeRawBufferPointer, hasStringsOf row: ExportRow, scratch: inout [UInt8]
+    ) -> Bool {
+        guard payload.count > rowHeaderSize, payload[2] == 0 else { return false }
+        scratch.removeAll(keepingCapacity: true)
+        appendRowStrings(row, &scratch)
+        guard payload.count - rowHeaderSize == scratch.count else { return false }
+        return scratch.withUnsafeBytes { memcmp($0.baseAddress!, payload.baseAddress! + rowHeaderSize, $0.count) == 0 }
+    }
+
+    /// True when both payloads are rows whose six strings are equal byte for byte.
+    public static func rowPayload(_ payload: UnsafeRawBufferPointer, hasStringsOf other: UnsafeRawBufferPointer)
+        -> Bool
+    {
+        guard payload.count > rowHeaderSize, payload[2] == 0, other.count == payload.count, other[2] == 0 else {
+            return false
+        }
+        let n = payload.count - rowHeaderSize
+        return memcmp(payload.baseAddress! + rowHeaderSize, other.baseAddress! + rowHeaderSize, n) == 0
     }
 
     @inline(__always) static func appendUInt16(_ value: UInt16, _ out: inout [UInt8]) {
@@ -230,32 +275,83 @@ extension ExternalSorter {
 extension SortedRecords {
     /// The next record decoded from `ExternalSorter.add(_:part:)`'s format.
     public func nextItem(partNames: [String]) throws(ExportError) -> HemItem? {
-        try next { key, payload -> HemItem in
-            var reader = PayloadReader(bytes: payload)
-            let part = Int(reader.uint16())
-            let tag = reader.byte()
-            let line = Int(reader.uint32())
-            let hem = String(decoding: key, as: UTF8.self)
-            if tag == 0 {
-                let vupID = reader.string() ?? ""
-                let email = reader.string()
-                let domain = reader.string()
-                let source = reader.string()
-                let lastVerified = reader.string()
-                let updatedAt = reader.string() ?? ""
-                let row = ExportRow(
-                    hem: hem, vupID: vupID, email: email, domain: domain, source: source, lastVerified: lastVerified,
-                    updatedAt: updatedAt, line: line)
-                return .keyed(hem: hem, record: .row(row), part: part)
-            }
-            let reason = RejectReason.allCases[Int(reader.byte())]
-            let hasHem = reader.byte() == 1
-            let field = reader.string()
-            let name = part < partNames.count ? partNames[part] : "part \(part)"
-            let rejection = RowRejection(
-                source: name, line: line, reason: reason, hem: hasHem ? hem : nil, field: field)
-            return hasHem ? .keyed(hem: hem, record: .rejected(rejection), part: part) : .loose(rejection)
+        try next { key, payload in Self.decode(key: key, payload: payload, partNames: partNames) }
+    }
+
+    /// One record (key and payload) as the item it was made from.
+    static func decode(key: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, partNames: [String]) -> HemItem {
+        var reader = PayloadReader(bytes: payload)
+        let part = Int(reader.uint16())
+        let tag = reader.byte()
+        let line = Int(reader.uint32())
+        let hem = String(decoding: key, as: UTF8.self)
+        if tag == 0 {
+            let vupID = reader.string() ?? ""
+            let email = reader.string()
+            let domain = reader.string()
+            let source = reader.string()
+            let lastVerified = reader.string()
+            let updatedAt = reader.string() ?? ""
+            let row = ExportRow(
+                hem: hem, vupID: vupID, email: email, domain: domain, source: source, lastVerified: lastVerified,
+                updatedAt: updatedAt, line: line)
+            return .keyed(hem: hem, record: .row(row), part: part)
         }
+        let reason = RejectReason.allCases[Int(reader.byte())]
+        let hasHem = reader.byte() == 1
+        let field = reader.string()
+        let name = part < partNames.count ? partNames[part] : "part \(part)"
+        let rejection = RowRejection(source: name, line: line, reason: reason, hem: hasHem ? hem : nil, field: field)
+        return hasHem ? .keyed(hem: hem, record: .rejected(rejection), part: part) : .loose(rejection)
+    }
+}
+
+/// Records in the sorter's run format made away from the sorter, then added at once with
+/// `ExternalSorter.add(_:)`: a Scan page's items are encoded on the task that read the page,
+/// straight from the page's bytes, with no String or row made per item.
+public struct SortRecordBuffer: Sendable {
+    public private(set) var bytes: [UInt8] = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    /// A table item as a row of part 0, line 0, keyed by its hem. `strings` appends the row's
+    /// six strings in order (vup_id, email, domain, source, last_verified, updated_at) with
+    /// `SortRecordBuffer.append(string:to:)`.
+    public mutating func appendTableRow(hem: UnsafeRawBufferPointer, strings: (inout [UInt8]) -> Void) {
+        ExternalSorter.appendRecord(key: hem, to: &bytes) { out in
+            ExternalSorter.appendUInt16(0, &out)
+            out.append(0)
+            ExternalSorter.appendUInt32(0, &out)
+            strings(&out)
+        }
+        count += 1
+    }
+
+    /// A record as `ExternalSorter.add(_:part:)` would add it.
+    public mutating func append(_ record: ExportRecord, part: Int) {
+        var hem = record.hem ?? ""
+        hem.withUTF8 { key in
+            ExternalSorter.appendRecord(key: UnsafeRawBufferPointer(key), to: &bytes) {
+                ExternalSorter.appendPayload(record, part: part, to: &$0)
+            }
+        }
+        count += 1
+    }
+
+    /// One of a row's strings as bytes (nil: the attribute is absent).
+    public static func append(string: UnsafeRawBufferPointer?, to out: inout [UInt8]) {
+        guard let string else {
+            ExternalSorter.appendUInt32(.max, &out)
+            return
+        }
+        ExternalSorter.appendUInt32(UInt32(string.count), &out)
+        out.append(contentsOf: string)
+    }
+
+    /// One of a row's strings, decoded (a value with escapes).
+    public static func append(string: String?, to out: inout [UInt8]) {
+        ExternalSorter.appendString(string, &out)
     }
 }
 

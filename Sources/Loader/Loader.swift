@@ -228,15 +228,25 @@ public final class Loader {
     /// The parts in hem order: merged as they stream with `assumeSorted`, else through the
     /// external sort. Readers of the sort are opened one after the other.
     func hemOrdered(_ locations: [ExportLocation], client: AWSClient?) async throws -> HemOrderedInput {
+        try await Self.hemOrdered(locations, client: client, options: options).input
+    }
+
+    /// The export's parts in hem order (merged as they stream with `--assume-sorted`, else
+    /// sorted first). Static, and its result handed over in a box, so that `--reconcile` can
+    /// read and sort the export on a task of its own while the Scan runs.
+    static func hemOrdered(_ locations: [ExportLocation], client: AWSClient?, options: LoadOptions) async throws
+        -> HandedOver<HemOrderedInput>
+    {
         do {
             if options.assumeSorted {
                 var readers: [ExportReader] = []
                 for location in locations { readers.append(try await ExportReader(location: location, client: client)) }
-                return .merging(readers)
+                return HandedOver(.merging(readers))
             }
-            return try await .sorting(
-                locations, open: { try await ExportReader(location: $0, client: client) }, directory: options.tmpDir,
-                memoryLimit: options.sortMemory)
+            return HandedOver(
+                try await .sorting(
+                    locations, open: { try await ExportReader(location: $0, client: client) },
+                    directory: options.tmpDir, memoryLimit: options.sortMemory))
         } catch let error as ExportError {
             throw LoadError(source: error.source, line: error.line, message: error.message)
         }

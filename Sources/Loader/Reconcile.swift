@@ -18,11 +18,13 @@ extension Loader {
             client: scanClient, table: options.table, segments: options.scanSegments,
             bucket: options.maxRCU.map { WriteCapacityBucket(unitsPerSecond: $0) })
         let sorter = ExternalSorter(directory: options.tmpDir, memoryLimit: options.sortMemory)
+        // The export is read and sorted while the Scan runs (the Scan waits on the network, or
+        // here on the other core); each sort keeps its own `--sort-buffer-mb`.
+        let options = self.options
+        async let exportSide = Self.hemOrdered(locations, client: client, options: options)
         let scan: ScanStats
         do {
-            scan = try await scanner.scan(stop: stop) { rows throws(ExportError) in
-                for row in rows { try sorter.add(.row(row), part: 0) }
-            }
+            scan = try await scanner.scan(stop: stop) { records throws(ExportError) in try sorter.add(records) }
         } catch let error as ExportError {
             throw LoadError(source: error.source, line: error.line, message: error.message)
         } catch {
@@ -40,7 +42,7 @@ extension Loader {
         } catch {
             throw LoadError(source: error.source, line: error.line, message: error.message)
         }
-        let current = try await hemOrdered(locations, client: client)
+        let current = try await exportSide.input
         let diff = ExportDiff(previous: items, current: current, previousIsTable: true)
         try await apply(diff, key: "reconcile " + name, size: size, current: current, summary: &summary)
         summary.warnings = current.warnings
@@ -62,8 +64,8 @@ public struct ScanStats: Sendable {
 /// A parallel Scan of the loader's table, projected onto the attributes an export row has, with
 /// the loader's retries (TableWriter.call: throttling and transient failures back off) and an
 /// optional read-capacity bucket (`--max-rcu`). One call per segment is in flight at a time;
-/// pages are decoded into rows in the calling tasks, and handed to `consume` one page at a time
-/// on the caller's task.
+/// pages are decoded into sort records in the calling tasks, and handed to `consume` one page at
+/// a time on the caller's task.
 struct TableScanner {
     let client: AWSClient
     let table: String
@@ -76,21 +78,23 @@ struct TableScanner {
 
     /// Reads every segment to its end, or until `stop` is requested (then the pages in flight
     /// are consumed and no more are asked for).
-    func scan(stop: StopRequest, _ consume: ([ExportRow]) throws(ExportError) -> Void) async throws -> ScanStats {
+    func scan(stop: StopRequest, _ consume: (SortRecordBuffer) throws(ExportError) -> Void) async throws -> ScanStats {
         let caller = TableWriter(
             client: client, table: table, concurrency: AdaptiveConcurrency(maximum: segments), bucket: nil)
         var stats = ScanStats()
-        try await withThrowingTaskGroup(of: (segment: Int, rows: [ExportRow], next: JSON?, stats: WriteStats).self) {
+        try await withThrowingTaskGroup(
+            of: (segment: Int, records: SortRecordBuffer, next: JSON?, stats: WriteStats).self
+        ) {
             group in
             for segment in 0..<segments {
                 group.addTask { try await page(segment: segment, start: nil, caller: caller) }
             }
             while let result = try await group.next() {
                 stats.pages += 1
-                stats.items += result.rows.count
+                stats.items += result.records.count
                 stats.consumedCapacity += result.stats.consumedCapacity
                 stats.retries += result.stats.retries
-                try consume(result.rows)
+                try consume(result.records)
                 if let next = result.next, !stop.isRequested {
                     group.addTask { try await page(segment: result.segment, start: next, caller: caller) }
                 }
@@ -100,7 +104,7 @@ struct TableScanner {
     }
 
     private func page(segment: Int, start: JSON?, caller: TableWriter) async throws -> (
-        segment: Int, rows: [ExportRow], next: JSON?, stats: WriteStats
+        segment: Int, records: SortRecordBuffer, next: JSON?, stats: WriteStats
     ) {
         if let bucket { try await bucket.acquire(Self.pageUnits) }
         var stats = WriteStats()
@@ -110,7 +114,9 @@ struct TableScanner {
                 throw AWSError(
                     kind: .malformedResponse, service: .dynamoDB, operation: "Scan", message: "response is not JSON")
             }
-            return ScanPage(rows: (json["Items"]?.arrayValue ?? []).compactMap(Self.row), members: members)
+            var records = SortRecordBuffer()
+            for row in (json["Items"]?.arrayValue ?? []).compactMap(Self.row) { records.append(.row(row), part: 0) }
+            return ScanPage(records: records, members: members)
         }
         // Scan reports one ConsumedCapacity object (the write calls a list of them).
         if let units = page.members["ConsumedCapacity"]?["CapacityUnits"]?.doubleValue {
@@ -118,9 +124,8 @@ struct TableScanner {
             stats.capacityReported = true
         }
         if let bucket { _ = bucket.reserve(Int(stats.consumedCapacity.rounded(.up)) - Self.pageUnits) }
-        let rows = page.rows
         let next = page.members["LastEvaluatedKey"].flatMap { $0.isNull ? nil : $0 }
-        return (segment, rows, next, stats)
+        return (segment, page.records, next, stats)
     }
 
     /// The export's attributes only (names through placeholders: `domain` and `source` are
@@ -153,4 +158,12 @@ struct TableScanner {
             source: item["source"]?["S"]?.stringValue, lastVerified: item["last_verified"]?["S"]?.stringValue,
             updatedAt: item["updated_at"]?["S"]?.stringValue ?? "", line: 0)
     }
+}
+
+/// A value made on one task and handed to another, which alone uses it from then on (the
+/// export's sorted input, read and sorted while the Scan runs). Sendable because the task that
+/// made it keeps no reference to it.
+struct HandedOver<Value>: @unchecked Sendable {
+    let input: Value
+    init(_ input: Value) { self.input = input }
 }

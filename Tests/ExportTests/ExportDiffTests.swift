@@ -238,6 +238,166 @@ final class ExportDiffTests: XCTestCase {
         XCTAssertEqual(diff.unchanged, 2)
     }
 
+    /// The table's items are compared with the export's rows as the sort's bytes: an equal item
+    /// is unchanged, and a difference in any one attribute (a value, nil against a value, nil
+    /// against "") is a change or a move. Unicode-equal values whose bytes differ are equal, as
+    /// the rows' Strings say; values with quotes, backslashes, commas and newlines compare too.
+    func testTableAsPrevious_comparedAsBytes_eachAttributeCounts() async throws {
+        func row(_ index: Int, _ edit: (inout ExportRow) -> Void = { _ in }) -> ExportRow {
+            var row = ExportRow(
+                hem: Synthetic.hem(index), vupID: "vup-\(index)", email: Synthetic.email(index),
+                domain: "example.invalid", source: "crm", lastVerified: "2026-11-24T08:00:00Z",
+                updatedAt: "2026-11-25T10:00:00Z", line: index + 2)
+            edit(&row)
+            return row
+        }
+        func withoutOptionals(_ row: inout ExportRow) {
+            row.email = nil
+            row.domain = nil
+            row.source = nil
+            row.lastVerified = nil
+        }
+        // (table item, export row, expected): one hem each.
+        let cases: [(table: ExportRow, export: ExportRow, expected: String)] = [
+            (row(0), row(0), "unchanged"),
+            (row(1) { $0.vupID = "vup-other" }, row(1), "moved"),
+            (row(2) { $0.vupID = "UNRESOLVED#00" }, row(2), "moved"),
+            (row(3) { $0.email = "someone@example.invalid" }, row(3), "changed"),
+            (row(4) { $0.domain = "other.invalid" }, row(4), "changed"),
+            (row(5) { $0.source = "crm2" }, row(5), "changed"),
+            (row(6) { $0.lastVerified = "2026-11-24T08:00:01Z" }, row(6), "changed"),
+            (row(7) { $0.updatedAt = "2026-11-25T10:00:01Z" }, row(7), "changed"),
+            (row(8) { $0.email = nil }, row(8), "changed"),
+            (row(9), row(9) { $0.domain = nil }, "changed"),
+            (row(10) { $0.source = "" }, row(10) { $0.source = nil }, "changed"),
+            (row(11) { $0.lastVerified = nil }, row(11) { $0.lastVerified = nil }, "unchanged"),
+            (row(12, withoutOptionals), row(12, withoutOptionals), "unchanged"),
+            (row(13) { $0.source = "caf\u{E9}" }, row(13) { $0.source = "cafe\u{301}" }, "unchanged"),
+            (row(14) { $0.source = "a \"b\", \\c\nd" }, row(14) { $0.source = "a \"b\", \\c\nd" }, "unchanged"),
+            (row(15) { $0.source = "a \"b\", \\c\nd" }, row(15) { $0.source = "a \"b\", \\c\nD" }, "changed"),
+            (row(16) { $0.updatedAt = "" }, row(16), "changed"),
+            (row(17) { $0.email = Synthetic.email(170) }, row(17) { $0.email = Synthetic.email(171) }, "changed"),
+            // Only the record's first or last byte differs.
+            (row(18) { $0.updatedAt = "2026-11-25T10:00:00X" }, row(18), "changed"),
+            (row(19) { $0.vupID = "Vup-19" }, row(19), "moved"),
+        ]
+        var records = SortRecordBuffer()
+        for c in cases { records.append(.row(c.table), part: 0) }
+        let tableSorter = ExternalSorter(memoryLimit: 64 * 1024)
+        try tableSorter.add(records)
+        let exportSorter = ExternalSorter(memoryLimit: 64 * 1024)
+        for c in cases { try exportSorter.add(.row(c.export), part: 0) }
+        let diff = ExportDiff(
+            previous: .sorted(try tableSorter.finish(), name: "table"),
+            current: .sorted(try exportSorter.finish(), name: "day.csv"), previousIsTable: true)
+        let byHem = Dictionary(uniqueKeysWithValues: cases.map { ($0.export.hem, $0) })
+        var found: [String: String] = [:]
+        while let batch = try await diff.nextBatch() {
+            for change in batch {
+                switch change {
+                case .changed(let old, let new):
+                    XCTAssertEqual(old, byHem[new.hem]?.table, "the item as the table holds it")
+                    XCTAssertEqual(new, byHem[new.hem]?.export)
+                    found[new.hem] = "changed"
+                case .moved(let old, let new):
+                    XCTAssertEqual(old, byHem[new.hem]?.table, "the item as the table holds it")
+                    XCTAssertEqual(new, byHem[new.hem]?.export)
+                    found[new.hem] = "moved"
+                default: XCTFail("unexpected \(change)")
+                }
+            }
+        }
+        for c in cases {
+            XCTAssertEqual(found[c.export.hem] ?? "unchanged", c.expected, "hem \(c.export.hem)")
+        }
+        XCTAssertEqual(diff.unchanged, cases.filter { $0.expected == "unchanged" }.count)
+        XCTAssertEqual(diff.repaired, 0)
+
+        // The same item against a decoded row (an export merged as it streams, --assume-sorted):
+        // equal exactly when the six strings are equal as UTF-8.
+        var scratch: [UInt8] = []
+        for c in cases {
+            let sorter = ExternalSorter(memoryLimit: 64 * 1024)
+            try sorter.add(.row(c.table), part: 0)
+            let equal = try sorter.finish().next { _, payload in
+                ExternalSorter.rowPayload(payload, hasStringsOf: c.export, scratch: &scratch)
+            }
+            let fields: (ExportRow) -> [[UInt8]?] = { row in
+                [row.vupID, row.email, row.domain, row.source, row.lastVerified, row.updatedAt].map {
+                    $0.map { Array($0.utf8) }
+                }
+            }
+            XCTAssertEqual(equal, fields(c.table) == fields(c.export), "hem \(c.export.hem)")
+        }
+    }
+
+    /// Against the table, an export out of its sort (compared as bytes) gives exactly the changes
+    /// the same export merged as it streams (decoded rows) gives: rejections with and without a
+    /// valid hem, a rejected row that keeps its hem's item, a duplicate hem, adds, changes, moves
+    /// and removals, in the same order (bar the hemless rejections, which a sort puts first).
+    func testTableAsPrevious_sortedExport_givesTheChangesOfTheStreamedExport() async throws {
+        func item(_ index: Int, _ vup: String, updated: String = "2026-11-25T10:00:00Z") -> ExportRow {
+            ExportRow(
+                hem: Synthetic.hem(index), vupID: vup, email: Synthetic.email(index), domain: "example.invalid",
+                source: "crm", lastVerified: "2026-11-24T08:00:00Z", updatedAt: updated, line: 0)
+        }
+        let items = [
+            item(1, "vup-1"), item(2, "vup-2"), item(2, "UNRESOLVED#00"), item(3, "vup-3"), item(4, "vup-4"),
+            item(5, "vup-5", updated: "2026-11-20T00:00:00Z"), item(7, "vup-7"),
+        ]
+        let export = try write(
+            "day.csv",
+            [
+                Synthetic.row(1, vup: "vup-1"),  // unchanged
+                Synthetic.row(2, vup: "vup-2"),  // unchanged, its stale sentinel removed
+                "not-a-hem,vup-x,\(Synthetic.email(90)),example.invalid,2026-11-24T08:00:00Z,crm,2026-11-25T10:00:00Z",
+                Synthetic.row(3, vup: "vup-3", updatedAt: "yesterday"),  // rejected: vup-3 stays
+                Synthetic.row(4, vup: "vup-moved"),  // moved
+                Synthetic.row(5, vup: "vup-5"),  // changed (updated_at)
+                Synthetic.row(6, vup: "vup-6"),  // added, twice: the last row wins
+                Synthetic.row(6, vup: "vup-6b"),
+            ])
+        func changes(_ current: HemOrderedInput) async throws -> ([ExportChange], Int, Int) {
+            let sorter = ExternalSorter(memoryLimit: 64 * 1024)
+            for row in items { try sorter.add(.row(row), part: 0) }
+            let diff = ExportDiff(
+                previous: .sorted(try sorter.finish(), name: "table"), current: current, previousIsTable: true)
+            var changes: [ExportChange] = []
+            while let batch = try await diff.nextBatch(maxChanges: 3) { changes += batch }
+            return (changes, diff.unchanged, diff.repaired)
+        }
+        let asBytes = try await changes(
+            try await .sorting([export], open: { try await ExportReader(location: $0, client: nil) }, directory: nil))
+        let decoded = try await changes(.merging([try await ExportReader(location: export, client: nil)]))
+        // Rejections without a valid hem have no place in hem order: a sort puts them first.
+        func hemless(_ change: ExportChange) -> Bool {
+            if case .rejected(let rejection) = change { return rejection.hem == nil }
+            return false
+        }
+        XCTAssertEqual(asBytes.0.filter { !hemless($0) }, decoded.0.filter { !hemless($0) })
+        XCTAssertEqual(asBytes.0.filter(hemless), decoded.0.filter(hemless))
+        XCTAssertEqual(asBytes.1, decoded.1)
+        XCTAssertEqual(asBytes.2, decoded.2)
+        XCTAssertEqual(asBytes.1, 2, "hems 1 and 2")
+        XCTAssertEqual(asBytes.2, 1, "hem 2 had two items")
+        var kinds: [String] = []
+        for change in asBytes.0 {
+            switch change {
+            case .added(let row): kinds.append("added \(row.vupID)")
+            case .changed(_, let new): kinds.append("changed \(new.vupID)")
+            case .moved(let old, let new): kinds.append("moved \(old.vupID) \(new.vupID)")
+            case .removed(let old): kinds.append("removed \(old.vupID)")
+            case .rejected(let rejection): kinds.append("rejected \(rejection.reason.rawValue)")
+            }
+        }
+        XCTAssertEqual(
+            kinds,
+            [
+                "rejected invalid_hem", "removed UNRESOLVED#00", "rejected invalid_timestamp", "moved vup-4 vup-moved",
+                "changed vup-5", "rejected duplicate_hem", "added vup-6b", "removed vup-7",
+            ])
+    }
+
     /// Parts sorted within themselves, hem ranges interleaved, merged as they stream; the last row
     /// of a hem found in two parts wins (the later part), the earlier one is a duplicate_hem.
     func testMergingParts_interleavedRanges_lastPartWinsADuplicate() async throws {

@@ -204,27 +204,52 @@ final class LoadCommandTests: XCTestCase, @unchecked Sendable {  // XCTest runs 
         let (export, path, checkpoint) = try interruptibleLoadFixture()
         // --max-wcu keeps the load going for several seconds, so the signal lands mid-way.
         let process = try startLoadUntilCheckpoint([path.path, "--checkpoint", checkpoint, "--max-wcu", "1000"])
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-
-        let stderr = try String(contentsOf: dir.file("stderr"), encoding: .utf8)
-        XCTAssertEqual(process.terminationStatus, 5, stderr)
-        let stdout = try String(contentsOf: dir.file("stdout"), encoding: .utf8)
-        let printed = try JSON.parse(stdout.split(separator: "\n").last.map(String.init) ?? "")
-        XCTAssertEqual(printed["stopped"]?.boolValue, true)
-        XCTAssertEqual(printed["sources"]?[0]?["stopped"]?.boolValue, true)
-        let written = printed["totals"]?["items_written"]?.intValue ?? -1
-        XCTAssertGreaterThan(written, 0)
-        XCTAssertLessThan(written, 12_000, "stopped midway")
-        // What the summary says was written is in the table: the calls in flight were finished.
-        XCTAssertEqual(try scanTable(table, environment: env).raw.count, written)
+        _ = try assertStoppedBySIGTERM(process)
         let saved = try JSON.parse(Array(try Data(contentsOf: URL(fileURLWithPath: checkpoint))))
         let entry = saved["sources"]?[path.path]
         XCTAssertNil(entry?["done"], "a stopped source is not done")
         XCTAssertGreaterThan(entry?["line"]?.intValue ?? 0, 1)
-        XCTAssertTrue(stderr.contains("SIGTERM"), stderr)
 
         try assertRerunResumesToTheExport(export, path: path, checkpoint: checkpoint)
+    }
+
+    // The same stop in `--reconcile`'s write phase (Scan, sort and merge-join done, puts going
+    // out): the rerun scans the table again and writes only what the stopped run did not.
+    func testReconcile_sigtermInTheWritePhase_exit5_summaryStopped_andRerunEndsEqualToTheExport() throws {
+        let (export, path, checkpoint) = try interruptibleLoadFixture()
+        let process = try startLoadUntilCheckpoint([
+            "--reconcile", path.path, "--checkpoint", checkpoint, "--max-wcu", "1000",
+        ])
+        let written = try assertStoppedBySIGTERM(process)
+
+        let rerun = try load(["--reconcile", path.path, "--checkpoint", checkpoint])
+        XCTAssertEqual(rerun.exitCode, 0, rerun.stderr)
+        let totals = try summary(rerun)["totals"]
+        XCTAssertEqual(totals?["scanned"]?.intValue, written, "the rerun reads what the stopped run wrote")
+        XCTAssertEqual(totals?["items_written"]?.intValue, 12_000 - written, "and writes only the rest")
+        let scanned = try scanTable(table, environment: env)
+        XCTAssertEqual(scanned.items, export.expectedItems)
+        XCTAssertEqual(scanned.raw.count, 12_000)
+    }
+
+    /// A load stopped by SIGTERM mid-way: exit 5, the summary says stopped (the load's and its
+    /// source's) and holds what reached the table (the calls in flight were finished), stderr
+    /// names the signal. Returns the items written.
+    func assertStoppedBySIGTERM(_ process: Process, file: StaticString = #filePath, line: UInt = #line) throws -> Int {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let stderr = try String(contentsOf: dir.file("stderr"), encoding: .utf8)
+        XCTAssertEqual(process.terminationStatus, 5, stderr, file: file, line: line)
+        let stdout = try String(contentsOf: dir.file("stdout"), encoding: .utf8)
+        let printed = try JSON.parse(stdout.split(separator: "\n").last.map(String.init) ?? "")
+        XCTAssertEqual(printed["stopped"]?.boolValue, true, file: file, line: line)
+        XCTAssertEqual(printed["sources"]?[0]?["stopped"]?.boolValue, true, file: file, line: line)
+        let written = printed["totals"]?["items_written"]?.intValue ?? -1
+        XCTAssertGreaterThan(written, 0, file: file, line: line)
+        XCTAssertLessThan(written, 12_000, "stopped midway", file: file, line: line)
+        XCTAssertEqual(try scanTable(table, environment: env).raw.count, written, file: file, line: line)
+        XCTAssertTrue(stderr.contains("SIGTERM"), stderr, file: file, line: line)
+        return written
     }
 
     // A checkpoint that claims more than reached the disk would make a rerun after a power loss
