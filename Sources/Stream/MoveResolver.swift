@@ -17,12 +17,18 @@ public struct MoveResolver: Sendable {
     public let table: String
     public let index: String
     public let grace: Double
+    /// Called once per `Query` sent (each costs read capacity on the index): the lookups metric.
+    let queried: @Sendable () -> Void
 
-    public init(client: AWSClient, table: String, index: String = "hem-index", grace: Double = 2) {
+    public init(
+        client: AWSClient, table: String, index: String = "hem-index", grace: Double = 2,
+        queried: @escaping @Sendable () -> Void = {}
+    ) {
         self.client = client
         self.table = table
         self.index = index
         self.grace = grace
+        self.queried = queried
     }
 
     /// True when the REMOVE of (hem, vup) is a loader move's departing half.
@@ -45,6 +51,7 @@ public struct MoveResolver: Sendable {
     /// The vup_ids among `vups` that the hem has moved away from: it is found under another
     /// vup_id in an item the loader wrote for a move (one with `previous_vup_id`).
     func movedAway(hem: String, from vups: Set<String>) async throws -> Set<String> {
+        queried()
         let answer = try await client.dynamoDB(
             "Query",
             [

@@ -17,6 +17,9 @@ public struct StreamMetrics: Sendable {
     let leasesLost = Counter(label: "hemstream_stream_leases_lost_total")
     let checkpoints = Counter(label: "hemstream_stream_checkpoints_total")
     let deliveryFailures = Counter(label: "hemstream_stream_delivery_failures_total")
+    /// hem-index `Query` calls made to classify REMOVEs (one per hem per page, plus a second
+    /// after `--index-grace` for a young record the index did not show moved yet).
+    let indexLookups = Counter(label: "hemstream_stream_index_lookups_total")
     /// Seconds between reading a record and Kafka acknowledging its event.
     let deliveryLatency = Timer(label: "hemstream_stream_delivery_latency_seconds", preferredDisplayUnit: .seconds)
 

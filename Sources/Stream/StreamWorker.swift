@@ -96,7 +96,8 @@ public final class StreamWorker: Sendable {
         self.options = options
         api = StreamsAPI(client: client)
         leases = LeaseTable(client: client, name: options.leaseTable)
-        resolver = MoveResolver(client: client, table: options.table, grace: resolverGrace)
+        resolver = MoveResolver(
+            client: client, table: options.table, grace: resolverGrace, queried: { [metrics] in metrics.indexLookups.increment() })
         self.pipeline = pipeline
         self.metrics = metrics
         self.logger = logger

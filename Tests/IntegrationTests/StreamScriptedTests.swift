@@ -349,6 +349,53 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
         XCTAssertEqual(events.count, moves.count + 1)
     }
 
+    /// REMOVEs of one hem in one page share one hem-index lookup: a hem whose two items the
+    /// loader replaced (one move, one extra item deleted) costs one Query, a real delete one
+    /// more; `hemstream_stream_index_lookups_total` counts them (each costs read capacity).
+    func testRemovesOfOneHemInOnePage_shareOneIndexLookup_countedOnMetrics() throws {
+        let table = "lookups-\(UUID().uuidString.prefix(8).lowercased())"
+        let created = try Hemstream.run(["table", "create", "--table", table, "--poll-interval", "0.05"], environment: env)
+        XCTAssertEqual(created.exitCode, 0, created.stderr)
+        func keys(_ n: Int, _ vup: String) -> JSON { ["hem": ["S": .string(Self.hem(n))], "vup_id": ["S": .string(vup)]] }
+        // The table after the load: hem 70 moved from VUP-A to VUP-C (its extra item VUP-B
+        // deleted); hem 71 is gone.
+        var moved = Self.item(70, vup: "VUP-C", domain: "d").objectValue!
+        moved["previous_vup_id"] = ["S": "VUP-A"]
+        let item = JSON.object(moved)
+        _ = try runAsync { [env] in
+            let client = AWSClient(configuration: try AWSConfiguration.resolve(environment: env))
+            _ = try await client.dynamoDB("PutItem", ["TableName": .string(table), "Item": item])
+            return true
+        }
+        // Older than --index-grace, so no lookup is asked twice.
+        let then = Date().addingTimeInterval(-60)
+        let page = [(70, "VUP-A"), (70, "VUP-B"), (71, "VUP-X")].map { n, vup in
+            ScriptedStreamsServer.record(
+                eventName: "REMOVE", keys: keys(n, vup), oldImage: Self.item(n, vup: vup, domain: "d"), time: then)
+        }
+        let shard = ScriptedStreamsServer.shardID(0)
+        streams.addShard(id: shard, records: page)
+        let port = LocalPorts.free()
+        let reader = try StreamProcess(
+            stream: ["--table", table, "--metrics-port", "\(port)", "--metrics-host", "127.0.0.1"]
+                + commonFlags(worker: "w1"),
+            environment: env)
+        waitFor("the delete", reader) { !reader.lines.isEmpty }
+        var metrics: [PrometheusText.Sample] = []
+        try waitUntil("the page's records counted", timeout: 30, every: 0.1) {
+            let reply = try HTTP.request("GET", port: port, path: "/metrics")
+            metrics = try PrometheusText.parse(reply.body)
+            return metrics.value("hemstream_stream_records_read_total") == 3
+        }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        XCTAssertEqual(reader.lines.map { $0["type"]?.stringValue ?? "" }, ["hem.deleted"])
+        XCTAssertEqual(reader.lines.first?["subject"]?.stringValue, Self.hem(71))
+        XCTAssertEqual(metrics.value("hemstream_stream_index_lookups_total"), 2, "one Query per hem, not per REMOVE")
+        XCTAssertEqual(metrics.value("hemstream_stream_moves_classified_total", ["path": "index"]), 2)
+        assertNoEmail(reader.stdoutText, reader.stderr)
+    }
+
     func commonFlags(worker: String) -> [String] {
         [
             "--stream-arn", Self.arn, "--lease-table", leaseTable, "--worker-id", worker, "--pair-window", "2",
