@@ -75,13 +75,10 @@ final class S3StreamTests: XCTestCase {
         let client = try makeClient(endpoint: server.endpoint)
         let stream = try await client.s3GetObject(bucket: "exports", key: "day1/part_000.gz")
         var received = 0
-        do {
-            while let chunk = try await stream.next() { received += chunk.count }
-            XCTFail("a changed object must fail the read")
-        } catch let error as AWSError {
-            XCTAssertEqual(error.httpStatus, 412)
-            XCTAssertTrue(error.description.contains("changed while it was being read"), error.description)
-        }
+        let caught = await captureError { while let chunk = try await stream.next() { received += chunk.count } }
+        let error = try XCTUnwrap(caught as? AWSError, "a changed object must fail the read")
+        XCTAssertEqual(error.httpStatus, 412)
+        XCTAssertTrue(error.description.contains("changed while it was being read"), error.description)
         XCTAssertEqual(received, 600_000, "only the first version's bytes, up to the break")
         XCTAssertEqual(server.requests.last?.header("If-Match"), firstETag)
     }
@@ -91,13 +88,10 @@ final class S3StreamTests: XCTestCase {
         let server = try objectServer(object, etag: "\"e\"", cuts: [300_000] + Array(repeating: 0, count: 50))
         let client = try makeClient(endpoint: server.endpoint)
         let stream = try await client.s3GetObject(bucket: "exports", key: "k")
-        do {
-            _ = try await readAll(stream)
-            XCTFail("expected the read to give up")
-        } catch let error as AWSError {
-            XCTAssertEqual(error.kind, .transport)
-            XCTAssertTrue(error.description.contains("gave up after \(S3ObjectStream.maxResumes) resumes"), error.description)
-        }
+        let caught = await captureError { try await readAll(stream) }
+        let error = try XCTUnwrap(caught as? AWSError, "expected the read to give up")
+        XCTAssertEqual(error.kind, .transport)
+        XCTAssertTrue(error.description.contains("gave up after \(S3ObjectStream.maxResumes) resumes"), error.description)
         XCTAssertEqual(server.requestCount, 1 + S3ObjectStream.maxResumes)
     }
 
@@ -109,13 +103,10 @@ final class S3StreamTests: XCTestCase {
         }
         let client = try makeClient(endpoint: server.endpoint)
         let stream = try await client.s3GetObject(bucket: "exports", key: "k")
-        do {
-            _ = try await readAll(stream)
-            XCTFail("expected the read to fail")
-        } catch let error as AWSError {
-            XCTAssertEqual(error.kind, .malformedResponse)
-            XCTAssertTrue(error.description.contains("from byte 400000"), error.description)
-        }
+        let caught = await captureError { try await readAll(stream) }
+        let error = try XCTUnwrap(caught as? AWSError, "expected the read to fail")
+        XCTAssertEqual(error.kind, .malformedResponse)
+        XCTAssertTrue(error.description.contains("from byte 400000"), error.description)
     }
 
     /// The read-ahead is what bounds memory: chunks handed out must not stay referenced while
@@ -162,11 +153,9 @@ final class S3MotoStreamTests: XCTestCase {
         XCTAssertTrue(read == Array(object[5_000_000...]), "ranged bytes differ from the object's tail")
 
         // A resume against another version is refused by S3 itself (moto checks If-Match too).
-        do {
-            _ = try await client.s3OpenObject(bucket: bucket, key: "part_000", from: 10, ifMatch: "\"0000\"")
-            XCTFail("expected 412")
-        } catch let error as AWSError {
-            XCTAssertEqual(error.httpStatus, 412)
+        let refused = await captureError {
+            try await client.s3OpenObject(bucket: bucket, key: "part_000", from: 10, ifMatch: "\"0000\"")
         }
+        XCTAssertEqual(try XCTUnwrap(refused as? AWSError, "expected 412").httpStatus, 412)
     }
 }
