@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// What changed between two hem-ordered inputs (merge-join, for `load --previous` and `--reconcile`).
 public enum ExportChange: Sendable, Equatable {
     /// The hem is only in the current export.
@@ -356,13 +350,9 @@ final class RecordGroups {
         return true
     }
 
-    /// memcmp order; a prefix first.
+    /// The sorter's key order (`compareKeyBytes`).
     @inline(__always) static func compare(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Int {
-        b.withUnsafeBytes { b in
-            guard a.count > 0 && b.count > 0 else { return a.count - b.count }
-            let c = memcmp(a.baseAddress!, b.baseAddress!, min(a.count, b.count))
-            return c != 0 ? Int(c) : a.count - b.count
-        }
+        b.withUnsafeBytes { b in compareKeyBytes(a.baseAddress, a.count, b.baseAddress, b.count) }
     }
 
     /// The current hem against another input's, in byte order.

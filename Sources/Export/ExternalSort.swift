@@ -156,13 +156,20 @@ public final class ExternalSorter {
     }
 }
 
-/// memcmp order of two `[UInt8 length][bytes]` keys; a prefix sorts first.
+/// The sorter's key order: memcmp order, a prefix first. The merge-join compares hems out of
+/// a sorter by it too (`RecordGroups`), so both sides of a join agree with the sort.
+@inline(__always) func compareKeyBytes(_ a: UnsafeRawPointer?, _ la: Int, _ b: UnsafeRawPointer?, _ lb: Int) -> Int {
+    let n = min(la, lb)
+    if n > 0 {
+        let c = memcmp(a!, b!, n)
+        if c != 0 { return Int(c) }
+    }
+    return la - lb
+}
+
+/// `compareKeyBytes` of two `[UInt8 length][bytes]` keys.
 @inline(__always) func compareKeys(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> Int32 {
-    let la = Int(a.load(as: UInt8.self))
-    let lb = Int(b.load(as: UInt8.self))
-    let c = memcmp(a + 1, b + 1, min(la, lb))
-    if c != 0 { return c }
-    return Int32(la) - Int32(lb)
+    Int32(compareKeyBytes(a + 1, Int(a.load(as: UInt8.self)), b + 1, Int(b.load(as: UInt8.self))))
 }
 
 /// write(2), named apart from `RunFile.write`.
