@@ -257,7 +257,8 @@ public struct ChangeDetector: Sendable {
 
     /// Everything the detector holds per hem: halves waiting for a partner, loader moves whose
     /// REMOVE may still come, and their expiry entries. Bounded by what arrived within the
-    /// window, never by the number of distinct hems seen; 0 once all of it has settled.
+    /// window, never by the number of distinct hems seen; once all of it has settled, only up to
+    /// 64 stale expiry entries remain (`dropStaleExpiries` leaves a queue that small alone).
     public var heldStateCount: Int { pending.count + departed.count + expiries.count }
 
     /// Held positions that have left the window since the last call (each once).
