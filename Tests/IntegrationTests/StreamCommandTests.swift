@@ -247,11 +247,20 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         let stream = try startStream(["--metrics-port", "\(port)", "--metrics-host", "127.0.0.1"])
         let rows = expected["day1"]?["rows"]?.intValue ?? 0
         _ = try waitForEvents(rows, while: stream)
-        try waitUntil("caught up: iterator age 0", timeout: 60, every: 0.2) {
-            let m = try scrape(port)
-            return m.value("hemstream_stream_records_read_total") == Double(rows)
-                && m.all("hemstream_stream_iterator_age_seconds").allSatisfy { $0.value == 0 }
-                && !m.all("hemstream_stream_iterator_age_seconds").isEmpty
+        // What the last scrape showed, for the failure message (this wait timed out once in a
+        // full CI run and never alone; the next time should say why).
+        var seen = ""
+        do {
+            try waitUntil("caught up: iterator age 0", timeout: 60, every: 0.2) {
+                let m = try scrape(port)
+                let ages = m.all("hemstream_stream_iterator_age_seconds").map(\.value)
+                seen = "records read \(m.value("hemstream_stream_records_read_total") ?? -1) of \(rows), iterator ages \(ages)"
+                return m.value("hemstream_stream_records_read_total") == Double(rows)
+                    && ages.allSatisfy { $0 == 0 } && !ages.isEmpty
+            }
+        } catch {
+            XCTFail("\(error); last /metrics: \(seen); the reader's log ends: \(stream.stderr.suffix(4000))")
+            throw error
         }
         let m = try scrape(port)
         XCTAssertEqual(m.value("hemstream_stream_events_total", ["type": "hem.created"]), Double(rows))
