@@ -13,7 +13,9 @@ import JSON
 /// event type's `vup_id_*` rules are read from the schema. `init` returns nil when the schema's
 /// shape is not the one written here: a schema change this code does not follow turns the fused
 /// path off (the scanner's generic path still runs) instead of making it wrong.
-public struct EventContractChecker: Sendable {
+public final class EventContractChecker: @unchecked Sendable {
+    // @unchecked: built in init, then only read; the leaves point into `arena`, which lives as
+    // long as the checker. Plain pointers keep the hot path free of retains and releases.
     // Member names as this code knows them; `init` checks the schema lists exactly these.
     static let envelopeNames = [
         "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data",
@@ -40,10 +42,10 @@ public struct EventContractChecker: Sendable {
     let changeKeys: KeyTable
     let positionKeys: KeyTable
     /// Leaf rules by member index (the envelope's `data` slot, and `data`'s arrays, are unused).
-    let envelope: [Leaf]
-    let data: [Leaf]
-    let change: [Leaf]
-    let position: [Leaf]
+    let envelope: UnsafeBufferPointer<Leaf>
+    let data: UnsafeBufferPointer<Leaf>
+    let change: UnsafeBufferPointer<Leaf>
+    let position: UnsafeBufferPointer<Leaf>
     /// `subject` of a hem event (the `else` branch's `$ref`).
     let subjectOfHem: Leaf
     let hemRequired: UInt32
@@ -56,9 +58,12 @@ public struct EventContractChecker: Sendable {
     let gapType: Int
     /// Per `type` enum index: the `then` rules on `data.vup_id_before` / `vup_id_after`, and
     /// members it requires beyond `data`'s own.
-    let typeRules: [TypeRule]
+    let typeRules: UnsafeBufferPointer<TypeRule>
 
-    struct TypeRule: Sendable {
+    /// Owns what the leaves point to.
+    let arena: Arena
+
+    struct TypeRule {
         var before: Leaf?
         var after: Leaf?
         var required: UInt32 = 0
@@ -66,7 +71,8 @@ public struct EventContractChecker: Sendable {
 
     /// Nil when `schema` is not shaped as this checker expects (see the type's comment).
     public init?(_ schema: JSON) {
-        let s = SchemaReader(root: schema)
+        let arena = Arena()
+        let s = SchemaReader(root: schema, arena: arena)
         guard let top = s.object(schema, allowing: ["$schema", "$id", "title", "allOf", "$defs"]),
             Set(top.requiredNames) == Set(Self.envelopeNames), top.names == Set(Self.envelopeNames)
         else { return nil }
@@ -80,7 +86,9 @@ public struct EventContractChecker: Sendable {
                 envelope.append(leaf)
             }
         }
-        guard let types = envelope[Envelope.type].enumValues, !envelope[Envelope.type].null else { return nil }
+        guard let types = envelope[Envelope.type].enumValues?.map(Array.init), !envelope[Envelope.type].null else {
+            return nil
+        }
 
         // allOf[0]: `stream.gap` takes the gap's data, every other type a hem subject and data.
         guard let allOf = schema["allOf"]?.arrayValue, let first = allOf.first,
@@ -149,14 +157,16 @@ public struct EventContractChecker: Sendable {
             }
         }
 
-        envelopeKeys = KeyTable(Self.envelopeNames)
-        dataKeys = KeyTable(Self.dataNames)
-        changeKeys = KeyTable(Self.changeNames)
-        positionKeys = KeyTable(Self.positionNames)
-        self.envelope = envelope
-        self.data = data
-        self.change = changeLeaves
-        self.position = positionLeaves
+        self.arena = arena
+        envelopeKeys = KeyTable(Self.envelopeNames, arena)
+        dataKeys = KeyTable(
+            Self.dataNames, arena, groups: [0..<DataMember.gapFirst, DataMember.gapFirst..<Self.dataNames.count])
+        changeKeys = KeyTable(Self.changeNames, arena)
+        positionKeys = KeyTable(Self.positionNames, arena)
+        self.envelope = arena.buffer(envelope)
+        self.data = arena.buffer(data)
+        self.change = arena.buffer(changeLeaves)
+        self.position = arena.buffer(positionLeaves)
         self.subjectOfHem = subjectOfHem
         hemRequired = Self.mask(hem.requiredNames, hemNames)
         gapRequired = Self.mask(gap.requiredNames, gapNames) << UInt32(DataMember.gapFirst)
@@ -165,7 +175,7 @@ public struct EventContractChecker: Sendable {
         changesMinItems = changes.minItems
         positionsMinItems = positions.minItems
         self.gapType = gapType
-        self.typeRules = typeRules
+        self.typeRules = arena.buffer(typeRules)
     }
 
     static func mask(_ names: [String], _ table: [String]) -> UInt32 {
@@ -181,9 +191,11 @@ public struct EventContractChecker: Sendable {
         var dataSeen: UInt32 = 0
         var found = Found()
         guard c.take(UInt8(ascii: "{")) else { return nil }
+        var expected = envelopeKeys.first
         repeat {
-            guard let k = c.key(envelopeKeys), seen & 1 << k == 0 else { return nil }
+            guard let k = envelopeKeys.index(&c, expected: expected), seen & 1 << k == 0 else { return nil }
             seen |= 1 << k
+            expected = envelopeKeys.next[k]
             if k == Envelope.data {
                 guard c.take(UInt8(ascii: "{")), dataObject(&c, &dataSeen, &found) else { return nil }
                 continue
@@ -244,9 +256,11 @@ public struct EventContractChecker: Sendable {
     /// `data`'s members, after its `{`, through its `}`.
     private func dataObject(_ c: inout Cursor, _ seen: inout UInt32, _ found: inout Found) -> Bool {
         if c.take(UInt8(ascii: "}")) { return true }
+        var expected = dataKeys.first
         repeat {
-            guard let k = c.key(dataKeys), seen & 1 << k == 0 else { return false }
+            guard let k = dataKeys.index(&c, expected: expected), seen & 1 << k == 0 else { return false }
             seen |= 1 << k
+            expected = dataKeys.next[k]
             switch k {
             case DataMember.changes:
                 guard objects(&c, changesMinItems, changeKeys, change, changeRequired) else { return false }
@@ -268,7 +282,7 @@ public struct EventContractChecker: Sendable {
 
     /// An array of at least `minItems` objects whose members are all leaves.
     private func objects(
-        _ c: inout Cursor, _ minItems: Int, _ keys: KeyTable, _ leaves: [Leaf], _ required: UInt32
+        _ c: inout Cursor, _ minItems: Int, _ keys: KeyTable, _ leaves: UnsafeBufferPointer<Leaf>, _ required: UInt32
     ) -> Bool {
         guard c.take(UInt8(ascii: "[")) else { return false }
         var n = 0
@@ -276,11 +290,13 @@ public struct EventContractChecker: Sendable {
             repeat {
                 guard c.take(UInt8(ascii: "{")), !c.take(UInt8(ascii: "}")) else { return false }
                 var seen: UInt32 = 0
+                var expected = keys.first
                 repeat {
-                    guard let k = keys.index(&c), seen & 1 << k == 0, let v = c.leafValue(),
+                    guard let k = keys.index(&c, expected: expected), seen & 1 << k == 0, let v = c.leafValue(),
                         leaves[k].check(c.base, v.kind, v.range)
                     else { return false }
                     seen |= 1 << k
+                    expected = keys.next[k]
                 } while c.take(UInt8(ascii: ","))
                 guard c.take(UInt8(ascii: "}")), seen & required == required else { return false }
                 n += 1
@@ -293,15 +309,16 @@ public struct EventContractChecker: Sendable {
 
 enum ValueKind { case string, null, boolean }
 
-/// A rule on a string, null or boolean member, as the schema states it.
-struct Leaf: Sendable {
+/// A rule on a string, null or boolean member, as the schema states it. Plain values and
+/// pointers into the checker's arena: copied and read without reference counting.
+struct Leaf {
     var string = false
     var null = false
     var boolean = false
-    var const: [UInt8]?
-    var enumValues: [[UInt8]]?
+    var const: UnsafeBufferPointer<UInt8>?
+    var enumValues: UnsafeBufferPointer<UnsafeBufferPointer<UInt8>>?
     var minLength = 0
-    var pattern: BytePattern?
+    var pattern: UnsafePointer<BytePattern>?
     var dateTime = false
 
     /// Whether the value (for a string: the bytes between the quotes, printable ASCII) passes.
@@ -313,11 +330,13 @@ struct Leaf: Sendable {
         case .string:
             guard string, r.count >= minLength else { return false }
             if let const {
-                guard const.count == r.count, memcmp(base + r.lowerBound, const, r.count) == 0 else { return false }
+                guard const.count == r.count, equalBytes(base + r.lowerBound, const.baseAddress!, r.count) else {
+                    return false
+                }
             }
             if enumValues != nil, enumIndex(base, r) == nil { return false }
             let bytes = UnsafeBufferPointer(start: base, count: r.upperBound)
-            if let pattern, !pattern.matches(bytes, r) { return false }
+            if let pattern, !pattern.pointee.matches(bytes, r) { return false }
             if dateTime, !BytePattern.isDateTime(bytes, r) { return false }
             return true
         }
@@ -326,28 +345,99 @@ struct Leaf: Sendable {
     /// The index of the string at `r` in `enumValues`.
     func enumIndex(_ base: UnsafePointer<UInt8>, _ r: Range<Int>) -> Int? {
         guard let enumValues else { return nil }
-        for (i, v) in enumValues.enumerated() where v.count == r.count && memcmp(base + r.lowerBound, v, v.count) == 0 {
-            return i
+        for i in 0..<enumValues.count {
+            let v = enumValues[i]
+            if v.count == r.count, equalBytes(base + r.lowerBound, v.baseAddress!, v.count) { return i }
         }
         return nil
     }
 }
 
-/// Object member names for one object, matched by length and first eight bytes (integer
-/// compares), then the rest of a longer name by `memcmp`.
-struct KeyTable: Sendable {
-    let names: [[UInt8]]
-    let heads: [UInt64]
+/// Memory for the leaves' constants and patterns, freed with the checker.
+final class Arena {
+    private var blocks: [UnsafeMutableRawPointer] = []
+    private var patterns: [UnsafeMutablePointer<BytePattern>] = []
 
-    init(_ names: [String]) {
-        self.names = names.map { Array($0.utf8) }
-        heads = self.names.map { n in n.prefix(8).enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) }
-        }
+    func bytes(_ b: [UInt8]) -> UnsafeBufferPointer<UInt8> {
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: max(b.count, 1))
+        p.initialize(from: b, count: b.count)
+        blocks.append(UnsafeMutableRawPointer(p))
+        return UnsafeBufferPointer(start: p, count: b.count)
     }
 
-    /// Reads `"name":` at the cursor; the name's index, or nil (not a name of this table, or not plain).
+    func list(_ items: [[UInt8]]) -> UnsafeBufferPointer<UnsafeBufferPointer<UInt8>> {
+        let p = UnsafeMutablePointer<UnsafeBufferPointer<UInt8>>.allocate(capacity: max(items.count, 1))
+        p.initialize(from: items.map(bytes), count: items.count)
+        blocks.append(UnsafeMutableRawPointer(p))
+        return UnsafeBufferPointer(start: p, count: items.count)
+    }
+
+    /// `items` (of a type without references: leaves, numbers) in memory of their own.
+    func buffer<T: BitwiseCopyable>(_ items: [T]) -> UnsafeBufferPointer<T> {
+        let p = UnsafeMutablePointer<T>.allocate(capacity: max(items.count, 1))
+        p.initialize(from: items, count: items.count)
+        blocks.append(UnsafeMutableRawPointer(p))
+        return UnsafeBufferPointer(start: p, count: items.count)
+    }
+
+    func pattern(_ pattern: BytePattern) -> UnsafePointer<BytePattern> {
+        let p = UnsafeMutablePointer<BytePattern>.allocate(capacity: 1)
+        p.initialize(to: pattern)
+        patterns.append(p)
+        return UnsafePointer(p)
+    }
+
+    deinit {
+        for p in patterns {
+            p.deinitialize(count: 1)
+            p.deallocate()
+        }
+        for b in blocks { b.deallocate() }
+    }
+}
+
+/// Object member names for one object. A member is first expected to be the one that follows
+/// the previous in sorted order (as writers usually list them): `"name":` compared in place.
+/// Otherwise the name is read and matched by length and first eight bytes (integer compares),
+/// then the rest of a longer name.
+struct KeyTable {
+    let count: Int
+    /// `"name":` of each member.
+    let quoted: UnsafeBufferPointer<UnsafeBufferPointer<UInt8>>
+    let heads: UnsafeBufferPointer<UInt64>
+    /// The member expected after each one (-1: none), and first.
+    let next: UnsafeBufferPointer<Int>
+    let first: Int
+
+    /// `groups`: the index ranges of names that appear together (one object's members each);
+    /// the first group's first name is expected first.
+    init(_ names: [String], _ arena: Arena, groups: [Range<Int>]? = nil) {
+        let bytes = names.map { Array($0.utf8) }
+        count = names.count
+        quoted = arena.list(bytes.map { [UInt8(ascii: "\"")] + $0 + Array("\":".utf8) })
+        heads = arena.buffer(bytes.map { n in n.prefix(8).enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) } })
+        var next = [Int](repeating: -1, count: names.count)
+        var first = -1
+        for group in groups ?? [names.indices] {
+            let sorted = group.sorted { bytes[$0].lexicographicallyPrecedes(bytes[$1]) }
+            for (a, b) in zip(sorted, sorted.dropFirst()) { next[a] = b }
+            if first < 0 { first = sorted.first ?? -1 }
+        }
+        self.next = arena.buffer(next)
+        self.first = first
+    }
+
+    /// Reads `"name":` at the cursor; the name's index, or nil (not a name of this table, or not
+    /// plain). `expected`: the index to try first.
     @inline(__always)
-    func index(_ c: inout Cursor) -> Int? {
+    func index(_ c: inout Cursor, expected: Int) -> Int? {
+        if expected >= 0 {
+            let q = quoted[expected]
+            if c.i + q.count <= c.end, equalBytes(c.base + c.i, q.baseAddress!, q.count) {
+                c.i += q.count
+                return expected
+            }
+        }
         guard c.take(UInt8(ascii: "\"")), let r = c.stringBody(), c.take(UInt8(ascii: ":")) else { return nil }
         let n = r.count
         let head: UInt64
@@ -357,15 +447,31 @@ struct KeyTable: Sendable {
         } else {
             head = (0..<min(n, 8)).reduce(0) { $0 | UInt64(c.base[r.lowerBound + $1]) << (8 * $1) }
         }
-        for i in 0..<heads.count where heads[i] == head && names[i].count == n {
-            if n <= 8 { return i }
-            let rest = names[i].withUnsafeBufferPointer {
-                memcmp(c.base + r.lowerBound + 8, $0.baseAddress! + 8, n - 8)
-            }
-            if rest == 0 { return i }
+        for i in 0..<count where heads[i] == head && quoted[i].count == n + 3 {
+            if equalBytes(c.base + r.lowerBound, quoted[i].baseAddress! + 1, n) { return i }
         }
         return nil
     }
+}
+
+/// Whether `n` bytes at `a` and `b` are equal: eight at a time, then the rest (short names and
+/// constants; a call to `memcmp` cost more than the compare).
+@inline(__always)
+func equalBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+    var k = 0
+    let ra = UnsafeRawPointer(a)
+    let rb = UnsafeRawPointer(b)
+    while k + 8 <= n {
+        if ra.loadUnaligned(fromByteOffset: k, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: k, as: UInt64.self) {
+            return false
+        }
+        k += 8
+    }
+    while k < n {
+        if a[k] != b[k] { return false }
+        k += 1
+    }
+    return true
 }
 
 /// A position in a line; every step fails (false/nil) rather than skip what it does not expect.
@@ -387,8 +493,6 @@ struct Cursor {
         return true
     }
 
-    @inline(__always)
-    mutating func key(_ table: KeyTable) -> Int? { table.index(&self) }
 
     /// After an opening quote: the string's bytes, through its closing quote (plain strings only).
     @inline(__always)
@@ -426,6 +530,7 @@ struct Cursor {
 /// Reads the subset of the schema the checker knows, refusing (nil) any keyword or shape beyond it.
 struct SchemaReader {
     let root: JSON
+    let arena: Arena
     static let notes: Set<String> = ["description", "title", "$comment"]
 
     /// `{"$ref": "#/..."}` (and notes) resolved; any other node as it is.
@@ -462,14 +567,14 @@ struct SchemaReader {
         }
         if let c = s["const"] {
             guard let v = c.stringValue else { return nil }
-            l.const = Array(v.utf8)
+            l.const = arena.bytes(Array(v.utf8))
             (l.null, l.boolean) = (false, false)
         }
         if let e = s["enum"] {
             guard let values = e.arrayValue?.map(\.stringValue), !values.isEmpty, !values.contains(nil) else {
                 return nil
             }
-            l.enumValues = values.map { Array($0!.utf8) }
+            l.enumValues = arena.list(values.map { Array($0!.utf8) })
             (l.null, l.boolean) = (false, false)
         }
         if let m = s["minLength"] {
@@ -478,7 +583,7 @@ struct SchemaReader {
         }
         if let p = s["pattern"] {
             guard let text = p.stringValue, let compiled = BytePattern(text) else { return nil }
-            l.pattern = compiled
+            l.pattern = arena.pattern(compiled)
         }
         if let f = s["format"] {
             guard f == "date-time" else { return nil }

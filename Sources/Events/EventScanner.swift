@@ -510,8 +510,9 @@ struct BytePattern {
             guard r.count >= forbiddenPrefix.count else { return true }
             return !zip(b[r], forbiddenPrefix).allSatisfy { $0 == $1 }
         }
-        for (i, atoms) in alternatives.enumerated() where lengths[i].contains(r.count) {
-            let ok = atoms.withUnsafeBufferPointer { Self.match($0, 0, b, r.lowerBound, r.upperBound) }
+        // Indexed, not enumerated: enumerating copied (retained) each alternative per call.
+        for i in alternatives.indices where lengths[i].contains(r.count) {
+            let ok = alternatives[i].withUnsafeBufferPointer { Self.match($0, 0, b, r.lowerBound, r.upperBound) }
             if ok { return true }
         }
         return false
@@ -572,13 +573,16 @@ struct BytePattern {
             i += n
             return v
         }
-        func lit(_ cs: String) -> Bool {
-            guard i < end, cs.utf8.contains(b[i]) else { return false }
+        // One byte, or either of two (bytes, not a String: this runs per event on the hot path).
+        func lit(_ a: Unicode.Scalar, _ other: Unicode.Scalar? = nil) -> Bool {
+            guard i < end, b[i] == UInt8(ascii: a) || (other.map { b[i] == UInt8(ascii: $0) } ?? false) else {
+                return false
+            }
             i += 1
             return true
         }
         guard num(4) != nil, lit("-"), let mo = num(2), (1...12).contains(mo), lit("-"), let d = num(2), (1...31).contains(d),
-            lit("Tt"), let h = num(2), h <= 23, lit(":"), let mi = num(2), mi <= 59, lit(":"), let s = num(2), s <= 60
+            lit("T", "t"), let h = num(2), h <= 23, lit(":"), let mi = num(2), mi <= 59, lit(":"), let s = num(2), s <= 60
         else { return false }
         if i < end, b[i] == UInt8(ascii: ".") {
             i += 1
@@ -587,7 +591,7 @@ struct BytePattern {
             guard i > s else { return false }
         }
         if i < end, b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") { return i + 1 == end }
-        guard lit("+-"), let oh = num(2), oh <= 23, lit(":"), let om = num(2), om <= 59 else { return false }
+        guard lit("+", "-"), let oh = num(2), oh <= 23, lit(":"), let om = num(2), om <= 59 else { return false }
         return i == end
     }
 }
