@@ -318,7 +318,7 @@ struct Leaf {
     var const: UnsafeBufferPointer<UInt8>?
     var enumValues: UnsafeBufferPointer<UnsafeBufferPointer<UInt8>>?
     var minLength = 0
-    var pattern: UnsafePointer<BytePattern>?
+    var pattern: Unmanaged<PatternBox>?
     var dateTime = false
 
     /// Whether the value (for a string: the bytes between the quotes, printable ASCII) passes.
@@ -336,7 +336,9 @@ struct Leaf {
             }
             if enumValues != nil, enumIndex(base, r) == nil { return false }
             let bytes = UnsafeBufferPointer(start: base, count: r.upperBound)
-            if let pattern, !pattern.pointee.matches(bytes, r) { return false }
+            // Through a guaranteed reference: read through a pointer, the pattern was copied
+            // (three retains and releases) per call.
+            if let pattern, !pattern._withUnsafeGuaranteedRef({ $0.pattern.matches(bytes, r) }) { return false }
             if dateTime, !BytePattern.isDateTime(bytes, r) { return false }
             return true
         }
@@ -356,7 +358,7 @@ struct Leaf {
 /// Memory for the leaves' constants and patterns, freed with the checker.
 final class Arena {
     private var blocks: [UnsafeMutableRawPointer] = []
-    private var patterns: [UnsafeMutablePointer<BytePattern>] = []
+    private var patterns: [PatternBox] = []
 
     func bytes(_ b: [UInt8]) -> UnsafeBufferPointer<UInt8> {
         let p = UnsafeMutablePointer<UInt8>.allocate(capacity: max(b.count, 1))
@@ -380,20 +382,22 @@ final class Arena {
         return UnsafeBufferPointer(start: p, count: items.count)
     }
 
-    func pattern(_ pattern: BytePattern) -> UnsafePointer<BytePattern> {
-        let p = UnsafeMutablePointer<BytePattern>.allocate(capacity: 1)
-        p.initialize(to: pattern)
-        patterns.append(p)
-        return UnsafePointer(p)
+    /// Kept alive here; leaves hold it unretained.
+    func pattern(_ pattern: BytePattern) -> Unmanaged<PatternBox> {
+        let box = PatternBox(pattern)
+        patterns.append(box)
+        return Unmanaged.passUnretained(box)
     }
 
     deinit {
-        for p in patterns {
-            p.deinitialize(count: 1)
-            p.deallocate()
-        }
         for b in blocks { b.deallocate() }
     }
+}
+
+/// A pattern behind a reference, so the hot path borrows it instead of copying it.
+final class PatternBox {
+    let pattern: BytePattern
+    init(_ pattern: BytePattern) { self.pattern = pattern }
 }
 
 /// Object member names for one object. A member is first expected to be the one that follows
