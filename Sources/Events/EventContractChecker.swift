@@ -419,7 +419,8 @@ struct KeyTable {
         let bytes = names.map { Array($0.utf8) }
         count = names.count
         quoted = arena.list(bytes.map { [UInt8(ascii: "\"")] + $0 + Array("\":".utf8) })
-        heads = arena.buffer(bytes.map { n in n.prefix(8).enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) } })
+        heads = arena.buffer(
+            bytes.map { n in n.prefix(8).enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) } })
         var next = [Int](repeating: -1, count: names.count)
         var first = -1
         for group in groups ?? [names.indices] {
@@ -466,7 +467,8 @@ func equalBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) 
     let ra = UnsafeRawPointer(a)
     let rb = UnsafeRawPointer(b)
     while k + 8 <= n {
-        if ra.loadUnaligned(fromByteOffset: k, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: k, as: UInt64.self) {
+        if ra.loadUnaligned(fromByteOffset: k, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+        {
             return false
         }
         k += 8
@@ -496,7 +498,6 @@ struct Cursor {
         i += 1
         return true
     }
-
 
     /// After an opening quote: the string's bytes, through its closing quote (plain strings only).
     @inline(__always)
