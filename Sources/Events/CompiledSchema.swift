@@ -8,10 +8,14 @@ import JSON
 /// So this can never reject a valid event, and accepts only what every rule here passes.
 public final class CompiledSchema: Sendable {
     let root: Node
+    /// The fused one-pass check of the change-event contract, when `schema` has the shape it was
+    /// written for (`EventScanner.scan` tries it first).
+    public let contract: EventContractChecker?
 
     public init(_ schema: JSON) {
         var refs: [String: Node] = [:]
         root = Node.compile(schema, root: schema, refs: &refs)
+        contract = EventContractChecker(schema)
     }
 
     /// True when `value` passes every rule; false means "ask the canonical validator".

@@ -15,15 +15,23 @@ public struct EventScanner {
     }
 
     /// Byte ranges (into the line) of the values a record is built from.
-    public struct Fields {
+    public struct Fields: Equatable {
         public var key: Range<Int>
         public var id: Range<Int>?
         public var type: Range<Int>?
         public var specversion: Range<Int>?
     }
 
-    /// The record fields when `line` is certainly a valid event; nil when not sure.
+    /// The record fields when `line` is certainly a valid event; nil when not sure. The fused
+    /// contract check first (one pass, no tape); what it is not sure of, through the tape and the
+    /// compiled schema.
     public mutating func scan(_ line: UnsafeBufferPointer<UInt8>) -> Fields? {
+        if let fields = schema.contract?.check(line) { return fields }
+        return scanTape(line)
+    }
+
+    /// `scan` without the fused check: the tape and the compiled schema, for any schema.
+    mutating func scanTape(_ line: UnsafeBufferPointer<UInt8>) -> Fields? {
         guard TapeParser.parseObject(line, into: &tokens) else { return nil }
         return tokens.withUnsafeBufferPointer { tokens in
             // The tape borrows the tokens: no array to retain on every rule's call.
@@ -251,32 +259,12 @@ struct TapeParser {
     mutating func string() -> Bool {
         i += 1
         let start = i
-        let base = UnsafeRawPointer(bytes.baseAddress!)
-        // Eight bytes at a time while none is a quote, a backslash, a control or non-ASCII byte.
-        while i + 8 <= bytes.count {
-            let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let highs: UInt64 = 0x8080_8080_8080_8080
-            let quote = w ^ (ones &* 0x22)
-            let slash = w ^ (ones &* 0x5C)
-            let special =
-                ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- ones &* 0x20) | w
-            if special & highs != 0 { break }
-            i += 8
-        }
-        while i < bytes.count {
-            let c = bytes[i]
-            if c == UInt8(ascii: "\"") {
-                i += 1
-                return push(
-                    Token(
-                        kind: .string, start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: i - 1),
-                        next: Int32(truncatingIfNeeded: count + 1)))
-            }
-            if c == UInt8(ascii: "\\") || c < 0x20 || c >= 0x80 { return false }
-            i += 1
-        }
-        return false
+        guard let close = plainStringEnd(bytes, from: i) else { return false }
+        i = close + 1
+        return push(
+            Token(
+                kind: .string, start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: close),
+                next: Int32(truncatingIfNeeded: count + 1)))
     }
 
     mutating func literal(_ text: StaticString, _ kind: TokenKind) -> Bool {
@@ -316,6 +304,33 @@ struct TapeParser {
                 kind: integer ? .integer : .number, start: Int32(truncatingIfNeeded: start),
                 end: Int32(truncatingIfNeeded: i), next: Int32(truncatingIfNeeded: count + 1)))
     }
+}
+
+/// The index of the quote that closes a string whose bytes start at `from`; nil when the string
+/// has an escape, a control or non-ASCII byte, or no end (the fast paths leave those to the
+/// canonical parser).
+@inline(__always)
+func plainStringEnd(_ bytes: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
+    var i = from
+    let base = UnsafeRawPointer(bytes.baseAddress!)
+    // Eight bytes at a time while none is a quote, a backslash, a control or non-ASCII byte.
+    while i + 8 <= bytes.count {
+        let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = w ^ (ones &* 0x22)
+        let slash = w ^ (ones &* 0x5C)
+        let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- ones &* 0x20) | w
+        if special & highs != 0 { break }
+        i += 8
+    }
+    while i < bytes.count {
+        let c = bytes[i]
+        if c == UInt8(ascii: "\"") { return i }
+        if c == UInt8(ascii: "\\") || c < 0x20 || c >= 0x80 { return nil }
+        i += 1
+    }
+    return nil
 }
 
 /// A `pattern` compiled for printable-ASCII input: top-level alternatives of anchored sequences
@@ -495,8 +510,9 @@ struct BytePattern {
             guard r.count >= forbiddenPrefix.count else { return true }
             return !zip(b[r], forbiddenPrefix).allSatisfy { $0 == $1 }
         }
-        for (i, atoms) in alternatives.enumerated() where lengths[i].contains(r.count) {
-            let ok = atoms.withUnsafeBufferPointer { Self.match($0, 0, b, r.lowerBound, r.upperBound) }
+        // Indexed, not enumerated: enumerating copied (retained) each alternative per call.
+        for i in alternatives.indices where lengths[i].contains(r.count) {
+            let ok = alternatives[i].withUnsafeBufferPointer { Self.match($0, 0, b, r.lowerBound, r.upperBound) }
             if ok { return true }
         }
         return false
@@ -557,13 +573,16 @@ struct BytePattern {
             i += n
             return v
         }
-        func lit(_ cs: String) -> Bool {
-            guard i < end, cs.utf8.contains(b[i]) else { return false }
+        // One byte, or either of two (bytes, not a String: this runs per event on the hot path).
+        func lit(_ a: Unicode.Scalar, _ other: Unicode.Scalar? = nil) -> Bool {
+            guard i < end, b[i] == UInt8(ascii: a) || (other.map { b[i] == UInt8(ascii: $0) } ?? false) else {
+                return false
+            }
             i += 1
             return true
         }
         guard num(4) != nil, lit("-"), let mo = num(2), (1...12).contains(mo), lit("-"), let d = num(2), (1...31).contains(d),
-            lit("Tt"), let h = num(2), h <= 23, lit(":"), let mi = num(2), mi <= 59, lit(":"), let s = num(2), s <= 60
+            lit("T", "t"), let h = num(2), h <= 23, lit(":"), let mi = num(2), mi <= 59, lit(":"), let s = num(2), s <= 60
         else { return false }
         if i < end, b[i] == UInt8(ascii: ".") {
             i += 1
@@ -572,7 +591,7 @@ struct BytePattern {
             guard i > s else { return false }
         }
         if i < end, b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") { return i + 1 == end }
-        guard lit("+-"), let oh = num(2), oh <= 23, lit(":"), let om = num(2), om <= 59 else { return false }
+        guard lit("+", "-"), let oh = num(2), oh <= 23, lit(":"), let om = num(2), om <= 59 else { return false }
         return i == end
     }
 }

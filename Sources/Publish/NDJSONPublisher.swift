@@ -294,18 +294,7 @@ public final class NDJSONPublisher: Sendable {
                     items.append(.rejected("longer than \(maxLineBytes) bytes (the line limit)", line.tag))
                     continue
                 }
-                let bytes = UnsafeBufferPointer(rebasing: all[line.range])
-                // The PII guard first, here on the checking threads: a line holding an
-                // email-shaped string never reaches Kafka, is rejected for that before any parse
-                // or schema error, and the rejection names the line, never the value. (The
-                // outlet's scanned path relies on this; its other path guards again.)
-                if PIIGuard.containsEmailAddress(bytes) {
-                    items.append(.rejected(Self.holdsPII, line.tag))
-                } else if let fields = scanner?.scan(bytes) {
-                    items.append(.fast(line.range, fields, line.tag))
-                } else {
-                    items.append(prepare(Array(bytes), tag: line.tag))
-                }
+                items.append(Self.check(all, line.range, tag: line.tag, scanner: &scanner, validate: validate))
             }
         }
         for r in job.reports { items.append(.report(r)) }
@@ -345,8 +334,23 @@ public final class NDJSONPublisher: Sendable {
 
     static let holdsPII = "holds an email-shaped value (PII is never published)"
 
+    /// One line's verdict. The PII guard first, here on the checking threads: a line holding an
+    /// email-shaped string never reaches Kafka, is rejected for that before any parse or schema
+    /// error, and the rejection names the line, never the value. (The outlet's scanned path
+    /// relies on this; its other path guards again.) Then the scanner (the fused contract check,
+    /// then the tape), and what it is not sure of through the canonical validator.
+    static func check(
+        _ all: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, tag: UInt64, scanner: inout EventScanner?,
+        validate: (JSON) -> [String]
+    ) -> Chunk.Item {
+        let bytes = UnsafeBufferPointer(rebasing: all[range])
+        if PIIGuard.containsEmailAddress(bytes) { return .rejected(Self.holdsPII, tag) }
+        if let fields = scanner?.scan(bytes) { return .fast(range, fields, tag) }
+        return prepare(Array(bytes), tag: tag, validate: validate)
+    }
+
     /// The canonical path for a line the fast path was not sure about: parse, validate, build.
-    private func prepare(_ line: [UInt8], tag: UInt64) -> Chunk.Item {
+    private static func prepare(_ line: [UInt8], tag: UInt64, validate: (JSON) -> [String]) -> Chunk.Item {
         let event: JSON
         do { event = try JSON.parse(line) } catch { return .rejected("not JSON (\(error))", tag) }
         let problems = validate(event)

@@ -6,47 +6,6 @@ import XCTest
 /// The publish fast path may only ever accept what the canonical validator (Events'
 /// ChangeEventSchema) accepts. Checked over the examples and thousands of mutations of them.
 final class CompiledSchemaTests: XCTestCase {
-    static let candidates: [JSON] = [
-        "", "x", 1, .number("1.5"), .number("1e3"), nil, true, [], [:], "UNRESOLVED#0a", "UNRESOLVED#zz", "UNRESOLVED#",
-        "VUP-9", "0123456789abcdef0123456789abcdef", "0123456789ABCDEF0123456789ABCDEF",
-        .string(String(repeating: "a", count: 64)), .string(String(repeating: "a", count: 63)),
-        .string(String(repeating: "b", count: 40)), "2026-11-18T11:06:40Z", "2026-13-18T11:06:40Z",
-        "2026-11-18t11:06:40.5+01:00", "2026-11-18T24:00:00Z", "2026-11-18T11:06:40", "aws:dynamodb:us-east-1:t",
-        "aws:dynamodb::t", "hem.created", "hem.resolved", "INSERT", "12", "1a", "a\nb", "caf\u{e9}", "1.0",
-        "application/json", "public", "pii", "added",
-    ]
-
-    /// Every event reachable by one edit: a leaf replaced, a member removed, a member added.
-    static func mutations(_ v: JSON) -> [JSON] {
-        var out: [JSON] = candidates
-        switch v {
-        case .object(let members):
-            out.append(.object(members.merging(["extra": 1]) { a, _ in a }))
-            for (k, child) in members {
-                var without = members
-                without[k] = nil
-                out.append(.object(without))
-                for m in mutations(child) {
-                    var changed = members
-                    changed[k] = m
-                    out.append(.object(changed))
-                }
-            }
-        case .array(let items):
-            out.append(.array([]))
-            if let first = items.first { out.append(.array(items + [first])) }
-            for (i, child) in items.enumerated() {
-                for m in mutations(child) {
-                    var changed = items
-                    changed[i] = m
-                    out.append(.array(changed))
-                }
-            }
-        default: break
-        }
-        return out
-    }
-
     func examples() throws -> [JSON] {
         try (0..<6).map { try JSON.parse(EventFixtures.event($0, key: $0).line) }
     }
@@ -58,7 +17,7 @@ final class CompiledSchemaTests: XCTestCase {
         var checked = 0
         var fastAccepted = 0
         for example in try examples() {
-            for event in Self.mutations(example) {
+            for event in EventMutations.mutations(example) {
                 let line = Array(event.serialized().utf8)
                 let valid = schema.validate(try JSON.parse(line)).isEmpty
                 let byTree = compiled.certainlyValid(event)
