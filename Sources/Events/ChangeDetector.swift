@@ -25,16 +25,27 @@ public struct FieldClassification: Sendable {
     }
     public func classOf(_ field: String) -> Class { classes[field] ?? .pii }
     func classOf(_ name: ArraySlice<UInt8>) -> Class {
-        for (n, c) in byName where n.elementsEqual(name) { return c }
-        return .pii
+        name.withUnsafeBufferPointer { name in
+            for (n, c) in byName where n.count == name.count {
+                if name.isEmpty || n.withUnsafeBufferPointer({ memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0 }) {
+                    return c
+                }
+            }
+            return .pii
+        }
     }
 }
 
 /// Where a stream record came from; a checkpoint position.
 public struct StreamPosition: Sendable, Hashable {
     public var streamARN: String, shardID: String, sequenceNumber: String, eventName: String
-    public init(streamARN: String, shardID: String, sequenceNumber: String, eventName: String) {
+    /// The reader's own number for the record in its shard (the stream pipeline's ledger slot,
+    /// so an acknowledgement finds its record without hashing the sequence number); 0 when
+    /// nobody numbers records (`events explain`). Not part of the event.
+    public var record: Int
+    public init(streamARN: String, shardID: String, sequenceNumber: String, eventName: String, record: Int = 0) {
         self.streamARN = streamARN; self.shardID = shardID; self.sequenceNumber = sequenceNumber; self.eventName = eventName
+        self.record = record
     }
 }
 
@@ -121,18 +132,28 @@ public struct ChangeDetector: Sendable {
         try ingestTracked(StreamRecord(record), shardID: shardID, streamARN: streamARN)
     }
 
-    /// `ingestTracked` for a record the byte reader gave (`StreamRecord.readPage`).
-    public mutating func ingestTracked(_ r: StreamRecord, shardID: String, streamARN: String) throws(RecordError) -> Outcome {
+    /// `ingestTracked` for a record the byte reader gave (`StreamRecord.readPage`); `record` is
+    /// the caller's number for it, carried in its position (`StreamPosition.record`).
+    public mutating func ingestTracked(
+        _ r: StreamRecord, shardID: String, streamARN: String, record: Int = 0
+    ) throws(RecordError) -> Outcome {
         guard let name = r.eventName else { throw RecordError(description: "record missing eventName") }
         guard r.hasDynamoDB else { throw RecordError(description: "record missing dynamodb") }
         guard let seq = r.sequenceNumber else { throw RecordError(description: "record missing dynamodb.SequenceNumber") }
         guard let time = r.time else { throw RecordError(description: "record missing dynamodb.ApproximateCreationDateTime") }
-        let pos = StreamPosition(streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: name)
+        let pos = StreamPosition(
+            streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: name, record: record)
         let newImage = r.newImage, oldImage = r.oldImage
         /// The item's keys: from its image, else from `Keys`.
+        /// (The record's `Keys` strings are taken when the image holds the same text: no String
+        /// made twice per record.)
         func keys(_ img: ItemImage) throws(RecordError) -> (hem: String, vup: String) {
-            guard let hem = img.string("hem") ?? r.keyHem else { throw RecordError(description: "record missing key hem") }
-            guard let vup = img.string("vup_id") ?? r.keyVupID else { throw RecordError(description: "record missing key vup_id") }
+            guard let hem = img.string("hem", reusing: r.keyHem) ?? r.keyHem else {
+                throw RecordError(description: "record missing key hem")
+            }
+            guard let vup = img.string("vup_id", reusing: r.keyVupID) ?? r.keyVupID else {
+                throw RecordError(description: "record missing key vup_id")
+            }
             return (hem, vup)
         }
         // Validate everything before changing any state, so a bad record leaves none behind.
@@ -431,7 +452,7 @@ public struct ChangeDetector: Sendable {
         w.appendLiteral(",\"specversion\":\"1.0\",\"subject\":")
         w.appendQuoted(hem)
         w.appendLiteral(",\"time\":")
-        w.appendQuoted(Self.utcTimestamp(time))
+        Self.appendQuotedUTCTimestamp(&w, time)
         w.appendLiteral(",\"type\":")
         w.appendQuoted(type)
         w.appendLiteral("}")
@@ -446,18 +467,26 @@ public struct ChangeDetector: Sendable {
     /// part of it: one record names one hem, and a server that gave two records one sequence
     /// number (moto 5.2.1 does under concurrent writes) cannot merge two events.
     static func eventID(hem: String, positions: [StreamPosition]) -> String {
-        var input: [UInt8] = []
-        input.reserveCapacity(hem.utf8.count + positions.count * 160)
-        input += hem.utf8
+        var sha = SHA256()
+        /// Hashed piece by piece from the strings' own bytes (one input array per event was a
+        /// copy and an allocation per record).
+        func feed(_ s: String) {
+            var s = s
+            s.withUTF8 { sha.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        }
+        func feed(_ text: StaticString) {
+            sha.update(bufferPointer: UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+        feed(hem)
         if positions.count == 1 {
             let p = positions[0]
-            input.append(UInt8(ascii: "\n"))
-            input += p.streamARN.utf8
-            input.append(UInt8(ascii: "|"))
-            input += p.shardID.utf8
-            input.append(UInt8(ascii: "|"))
-            input += p.sequenceNumber.utf8
-            return hex(SHA256.hash(data: input))
+            feed("\n")
+            feed(p.streamARN)
+            feed("|")
+            feed(p.shardID)
+            feed("|")
+            feed(p.sequenceNumber)
+            return hex(sha.finalize())
         }
         var parts = positions.map { p in
             var b: [UInt8] = []
@@ -471,44 +500,60 @@ public struct ChangeDetector: Sendable {
         }
         if parts.count > 1 { parts.sort { $0.lexicographicallyPrecedes($1) } }
         for p in parts {
-            input.append(UInt8(ascii: "\n"))
-            input += p
+            feed("\n")
+            p.withUnsafeBytes { sha.update(bufferPointer: $0) }
         }
-        return hex(SHA256.hash(data: input))
+        return hex(sha.finalize())
     }
 
     static let hexDigits = Array("0123456789abcdef".utf8)
 
-    /// Lowercase hex of a digest (per byte String(format:) was a hot spot).
-    public static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for b in bytes {
-            out.append(hexDigits[Int(b >> 4)])
-            out.append(hexDigits[Int(b & 15)])
+    /// Lowercase hex of a digest or MAC, written straight into the string's storage (per byte
+    /// String(format:) was a hot spot, and an array on the way an allocation per event).
+    public static func hex(_ bytes: some ContiguousBytes) -> String {
+        bytes.withUnsafeBytes { raw in
+            String(unsafeUninitializedCapacity: raw.count * 2) { out in
+                for (i, b) in raw.enumerated() {
+                    out[2 * i] = hexDigits[Int(b >> 4)]
+                    out[2 * i + 1] = hexDigits[Int(b & 15)]
+                }
+                return raw.count * 2
+            }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a formatter per event.
     public static func utcTimestamp(_ epoch: Double) -> String {
+        String(unsafeUninitializedCapacity: 20) { writeUTCTimestamp(epoch, into: $0) }
+    }
+
+    /// `utcTimestamp`, quoted, appended to an event being written (no String per event).
+    static func appendQuotedUTCTimestamp(_ w: inout JSONWriter, _ epoch: Double) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 22) { out in
+            out[0] = 0x22
+            _ = writeUTCTimestamp(epoch, into: UnsafeMutableBufferPointer(rebasing: out[1..<21]))
+            out[21] = 0x22
+            w.appendLiteral(UnsafeBufferPointer(out))
+        }
+    }
+
+    /// Writes the 20 bytes of `utcTimestamp` into `out`; returns 20.
+    static func writeUTCTimestamp(_ epoch: Double, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
         let secs = Int(epoch.rounded(.down))
         let days = secs >= 0 ? secs / 86_400 : (secs - 86_399) / 86_400
         let rem = secs - days * 86_400
         let (y, m, d) = CivilCalendar.civilFromDays(days)
         // Written in place: an array per field was a tenth of an event's cost.
-        return String(unsafeUninitializedCapacity: 20) { out in
-            func put(_ v: Int, _ width: Int, at start: Int) {
-                var v = v
-                for i in stride(from: start + width - 1, through: start, by: -1) {
-                    out[i] = UInt8(48 + v % 10)
-                    v /= 10
-                }
+        func put(_ v: Int, _ width: Int, at start: Int) {
+            var v = v
+            for i in stride(from: start + width - 1, through: start, by: -1) {
+                out[i] = UInt8(48 + v % 10)
+                v /= 10
             }
-            put(y, 4, at: 0); out[4] = 45; put(m, 2, at: 5); out[7] = 45; put(d, 2, at: 8); out[10] = 84
-            put(rem / 3600, 2, at: 11); out[13] = 58; put(rem % 3600 / 60, 2, at: 14); out[16] = 58
-            put(rem % 60, 2, at: 17); out[19] = 90
-            return 20
         }
+        put(y, 4, at: 0); out[4] = 45; put(m, 2, at: 5); out[7] = 45; put(d, 2, at: 8); out[10] = 84
+        put(rem / 3600, 2, at: 11); out[13] = 58; put(rem % 3600 / 60, 2, at: 14); out[16] = 58
+        put(rem % 60, 2, at: 17); out[19] = 90
+        return 20
     }
 }

@@ -149,11 +149,11 @@ public struct ItemImage: Sendable {
                 let start = Int32(bytes.count)
                 bytes.append(contentsOf: name)
                 let mid = Int32(bytes.count)
-                bytes.append(contentsOf: [0x7B, 0x22])  // {"
+                append("{\"")
                 bytes.append(contentsOf: UnsafeBufferPointer(rebasing: tape.bytes[tokens[v + 1].range]))
-                bytes.append(contentsOf: [0x22, 0x3A, 0x22])  // ":"
+                append("\":\"")
                 bytes.append(contentsOf: UnsafeBufferPointer(rebasing: tape.bytes[tokens[v + 2].range]))
-                bytes.append(contentsOf: [0x22, 0x7D])  // "}
+                append("\"}")
                 let plain = tape.equals(v + 1, "S")
                 attributes.append(Attribute(name: start..<mid, value: mid..<Int32(bytes.count), plainString: plain))
             } else {
@@ -178,11 +178,22 @@ public struct ItemImage: Sendable {
         attributes.append(Attribute(name: start..<mid, value: mid..<Int32(bytes.count), plainString: plain))
     }
 
+    /// JSON punctuation appended as it is (an array literal per call was an allocation).
+    mutating func append(_ text: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
     mutating func sortByName() {
-        let b = bytes
-        attributes.sort { x, y in
-            b[Int(x.name.lowerBound)..<Int(x.name.upperBound)].lexicographicallyPrecedes(
-                b[Int(y.name.lowerBound)..<Int(y.name.upperBound)])
+        bytes.withUnsafeBufferPointer { b in
+            /// Byte order of two names (memcmp, then length), as `lexicographicallyPrecedes` gives.
+            func precedes(_ x: Attribute, _ y: Attribute) -> Bool {
+                let n = min(x.name.count, y.name.count)
+                let c =
+                    n == 0
+                    ? 0 : memcmp(b.baseAddress! + Int(x.name.lowerBound), b.baseAddress! + Int(y.name.lowerBound), n)
+                return c != 0 ? c < 0 : x.name.count < y.name.count
+            }
+            attributes.sort(by: precedes)
         }
     }
 
@@ -202,6 +213,24 @@ public struct ItemImage: Sendable {
     /// The text of attribute `name` when it is a string (`{"S": ...}`), as `image[name]["S"]` was.
     public func string(_ name: StaticString) -> String? {
         guard let i = index(name) else { return nil }
+        return string(at: i)
+    }
+
+    /// `string(name)`, but `known` itself when the text is the same (no new String for a value
+    /// the caller holds already, such as a key from the record's `Keys`).
+    func string(_ name: StaticString, reusing known: String?) -> String? {
+        guard let i = index(name) else { return nil }
+        if var known, attributes[i].plainString {
+            let a = attributes[i]
+            let start = Int(a.value.lowerBound + 6)
+            let count = Int(a.value.upperBound - 2) - start
+            let same = known.withUTF8 { k in
+                k.count == count
+                    && (count == 0
+                        || bytes.withUnsafeBufferPointer { memcmp($0.baseAddress! + start, k.baseAddress!, count) == 0 })
+            }
+            if same { return known }
+        }
         return string(at: i)
     }
 

@@ -125,9 +125,42 @@ public struct JSONWriter: Sendable {
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// True when `buffer` holds a quote, a backslash or a control byte (what `appendQuoted`
+    /// escapes).
+    static func needsEscaping(_ buffer: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        if let base = buffer.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            while i + 8 <= buffer.count {
+                let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let quote = w ^ (ones &* 0x22)
+                let slash = w ^ (ones &* 0x5C)
+                // A zero byte in `quote` or `slash`, or a byte below 0x20 in `w`.
+                let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | ((w &- ones &* 0x20) & ~w)
+                if special & highs != 0 { return true }
+                i += 8
+            }
+        }
+        while i < buffer.count {
+            let c = buffer[i]
+            if c < 0x20 || c == 0x22 || c == 0x5C { return true }
+            i += 1
+        }
+        return false
+    }
+
     /// UTF-8 text, quoted and escaped as `string(_:)` writes it.
     public mutating func appendQuoted(utf8 buffer: UnsafeBufferPointer<UInt8>) {
         bytes.append(UInt8(ascii: "\""))
+        // Most text (hems, ids, positions, timestamps) needs no escape: one copy, after a check
+        // eight bytes at a time.
+        if !Self.needsEscaping(buffer) {
+            bytes.append(contentsOf: buffer)
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         var runStart = 0
         var i = 0
         while i < buffer.count {

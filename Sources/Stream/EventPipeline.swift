@@ -10,8 +10,8 @@ import Synchronization
 /// the only place a checkpoint may move to.
 public final class EventPipeline: Sendable {
     struct Ledger {
-        /// One record, or several that a server gave one sequence number (moto does): their
-        /// events and holds add up, so the checkpoint waits for all of them.
+        /// One record, or several in a row that a server gave one sequence number (moto does):
+        /// their events and holds add up, so the checkpoint waits for all of them.
         struct Entry {
             var seq: String
             var outstanding: Int
@@ -19,35 +19,45 @@ public final class EventPipeline: Sendable {
             /// ApproximateCreationDateTime (epoch seconds).
             var time: Double
         }
+        /// Entries in read order; `entries[head...]` are live. An entry's slot (its record's
+        /// `StreamPosition.record`) is `base + index`: found by arithmetic, not by hashing the
+        /// sequence number (a String-keyed index cost four hashes a record).
         var entries: [Entry] = []
         var head = 0
-        /// Absolute index (head-relative offsets shift) of each live entry by sequence number.
-        var index: [String: Int] = [:]
+        /// The slot of `entries[0]`.
         var base = 0
         var safe: String?
 
+        /// The slot the next record, with sequence number `seq`, goes to: the last live entry's
+        /// when it has the same number. (A shard's records come in sequence-number order, so
+        /// records sharing one come one after another.)
+        func slot(for seq: String) -> Int {
+            if head < entries.count, entries[entries.count - 1].seq == seq { return base + entries.count - 1 }
+            return base + entries.count
+        }
         mutating func add(_ seq: String, held: Bool, time: Double) {
-            if let abs = index[seq] {
-                if held { entries[head + abs - base].held += 1 }
+            if head < entries.count, entries[entries.count - 1].seq == seq {
+                if held { entries[entries.count - 1].held += 1 }
                 return
             }
-            index[seq] = base + entries.count - head
             entries.append(Entry(seq: seq, outstanding: 0, held: held ? 1 : 0, time: time))
         }
-        mutating func update(_ seq: String, _ change: (inout Entry) -> Void) {
-            guard let abs = index[seq] else { return }
-            change(&entries[head + abs - base])
+        /// Changes the live entry at `slot`, if it still holds `seq` (a position from before the
+        /// shard was forgotten and read again names another ledger's slot: left alone).
+        mutating func update(_ slot: Int, _ seq: String, _ change: (inout Entry) -> Void) {
+            let i = slot - base
+            guard i >= head, i < entries.count, entries[i].seq == seq else { return }
+            change(&entries[i])
         }
         /// Pops the settled prefix, moving `safe` to its last record.
         mutating func advance() {
             while head < entries.count, entries[head].outstanding <= 0, entries[head].held <= 0 {
                 safe = entries[head].seq
-                index[entries[head].seq] = nil
                 head += 1
-                base += 1
             }
             if head > 4096, head * 2 > entries.count {
                 entries.removeFirst(head)
+                base += head
                 head = 0
             }
         }
@@ -65,9 +75,16 @@ public final class EventPipeline: Sendable {
         var nextTag: UInt64 = 1
         var fatal: String?
         var inFlight = 0
+        /// The other half of `acks`' double buffer (swapped, so draining allocates nothing).
+        var ackBatch: [(tag: UInt64, at: ContinuousClock.Instant)] = []
     }
 
     let state: Mutex<State>
+    /// Acknowledgements from Kafka's delivery thread (tag, when it came), applied to the ledgers
+    /// by whoever next takes the state lock (`applyAcks`). The delivery thread takes only this
+    /// small lock: it took the state lock, which processing a page holds for milliseconds, and
+    /// did the ledger work and freed the event there, one message at a time.
+    let acks = Mutex<[(tag: UInt64, at: ContinuousClock.Instant)]>([])
     let sinkBox = Mutex<(any EventOutlet)?>(nil)
     let metrics: StreamMetrics
     let report: @Sendable (String) -> Void
@@ -85,7 +102,12 @@ public final class EventPipeline: Sendable {
     var sink: any EventOutlet { sinkBox.withLock { $0! } }
 
     /// Messages sent and not yet acknowledged.
-    public var inFlight: Int { state.withLock { $0.inFlight } }
+    public var inFlight: Int {
+        state.withLock { s in
+            applyAcks(&s)
+            return s.inFlight
+        }
+    }
     /// A delivery that failed for good (the process must stop without checkpointing past it).
     public var fatal: String? { state.withLock { $0.fatal } }
 
@@ -93,45 +115,75 @@ public final class EventPipeline: Sendable {
     /// departing half of a loader move are acknowledged without an event.
     public func process(_ records: [StreamRecord], shardID: String, streamARN: String, departing: Set<Int>) throws {
         var sends: [(ChangeEvent?, [UInt8]?, UInt64)] = []
+        sends.reserveCapacity(records.count)
         metrics.recordsRead.increment(by: records.count)
-        state.withLock { s in
-            // The shard's ledger is changed in place (a local copy would be copied on write for
-            // every record: the cost grew with the records not yet checkpointed).
-            if s.ledgers[shardID] == nil { s.ledgers[shardID] = Ledger() }
-            for (i, record) in records.enumerated() {
-                let seq = record.sequenceNumber ?? ""
-                let time = record.time ?? 0
+        let noOps = state.withLock { s in
+            applyAcks(&s)
+            // The shard's ledger is taken out of the map for the page and put back after it:
+            // changed in place (a copy would be copied on write for every record: the cost grew
+            // with the records not yet checkpointed), and found once a page, not by hashing the
+            // shard id for every record and event.
+            var ledger = s.ledgers.removeValue(forKey: shardID) ?? Ledger()
+            defer { s.ledgers[shardID] = ledger }
+            for i in records.indices {
+                let seq = records[i].sequenceNumber ?? ""
+                let time = records[i].time ?? 0
                 if departing.contains(i) {
-                    s.ledgers[shardID]!.add(seq, held: false, time: time)
+                    ledger.add(seq, held: false, time: time)
                     continue
                 }
+                let slot = ledger.slot(for: seq)
                 do {
-                    let outcome = try s.detector.ingestTracked(record, shardID: shardID, streamARN: streamARN)
-                    s.ledgers[shardID]!.add(seq, held: outcome.held, time: time)
-                    for e in outcome.events { sends.append((e, nil, Self.enqueue(&s, positions: e.positions, bytes: e.bytes))) }
+                    let outcome = try s.detector.ingestTracked(
+                        records[i], shardID: shardID, streamARN: streamARN, record: slot)
+                    ledger.add(seq, held: outcome.held, time: time)
+                    for e in outcome.events {
+                        let tag = Self.enqueue(&s, &ledger, of: shardID, positions: e.positions, bytes: e.bytes)
+                        sends.append((e, nil, tag))
+                    }
                 } catch {
-                    s.ledgers[shardID]!.add(seq, held: false, time: time)
-                    let dlq = Self.deadLetter(record, shardID: shardID, seq: seq, error: "\(error)")
+                    ledger.add(seq, held: false, time: time)
+                    let dlq = Self.deadLetter(records[i], shardID: shardID, seq: seq, error: "\(error)")
                     metrics.deadLettered.increment()
                     report("record \(seq) of shard \(shardID) cannot be read: \(error)"
                         + (hasDLQ ? "; sent to the dead-letter topic" : "; skipped (no --dlq-topic)"))
                     if hasDLQ {
-                        let pos = StreamPosition(streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?")
-                        sends.append((nil, dlq, Self.enqueue(&s, positions: [pos], bytes: dlq)))
+                        let pos = StreamPosition(
+                            streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?", record: slot)
+                        sends.append((nil, dlq, Self.enqueue(&s, &ledger, of: shardID, positions: [pos], bytes: dlq)))
                     }
                 }
             }
-            Self.release(&s, s.detector.drainReleased())
+            Self.release(&s, &ledger, of: shardID, s.detector.drainReleased())
+            return s.detector.noOpModifies
         }
+        metrics.noOps.record(Double(noOps))
         let sink = self.sink
+        var counts = EventCounts()
+        defer { counts.add(to: metrics) }
         for (event, dlq, tag) in sends {
             if let event {
-                try emit(event, tag: tag, sink: sink)
+                try emit(event, tag: tag, sink: sink, counts: &counts)
             } else if try sink.send(key: [], value: dlq!, headers: nil, tag: tag, toDLQ: true) != .enqueued {
                 delivered(tag: tag, error: nil)
             }
         }
-        metrics.noOps.record(state.withLock { Double($0.detector.noOpModifies) })
+    }
+
+    /// Events sent, by type, counted for a page (or a settling) and added to the metrics once
+    /// per type (not a counter lookup by type and an atomic add per event).
+    struct EventCounts {
+        var byType: [(type: String, count: Int)] = []
+        mutating func count(_ type: String) {
+            if let i = byType.firstIndex(where: { $0.type == type }) {
+                byType[i].count += 1
+            } else {
+                byType.append((type, 1))
+            }
+        }
+        func add(to metrics: StreamMetrics) {
+            for (type, n) in byType { metrics.events(type: type, count: n) }
+        }
     }
 
     /// True when the detector already emitted the loader move this REMOVE departs from.
@@ -159,13 +211,15 @@ public final class EventPipeline: Sendable {
             return sends
         }
         let sink = self.sink
-        for (event, tag) in sends { try emit(event, tag: tag, sink: sink) }
+        var counts = EventCounts()
+        defer { counts.add(to: metrics) }
+        for (event, tag) in sends { try emit(event, tag: tag, sink: sink, counts: &counts) }
     }
 
     /// Sends one event through the outlet, whose PII guard stops an event holding an
     /// email-shaped string (a public field that carried an address): counted and logged by
     /// position, never sent.
-    func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventOutlet) throws {
+    func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventOutlet, counts: inout EventCounts) throws {
         let headers = EventHeaders(id: event.id, type: event.type)
         let sent = try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false)
         if sent == .blockedPII {
@@ -173,7 +227,7 @@ public final class EventPipeline: Sendable {
             let where_ = event.positions.map { "shard \($0.shardID) record \($0.sequenceNumber)" }.joined(separator: ", ")
             report("a \(event.type) event (\(where_)) held an email-shaped value: not sent")
         } else {
-            metrics.events(type: event.type)
+            counts.count(event.type)
         }
         if sent != .enqueued { delivered(tag: tag, error: nil) }
     }
@@ -190,28 +244,43 @@ public final class EventPipeline: Sendable {
         }
     }
 
-    /// The broker's answer for a tag.
+    /// The broker's answer for a tag. An acknowledgement is queued for `applyAcks`; a failure
+    /// is recorded at once.
     public func delivered(tag: UInt64, error: String?) {
+        guard let error else {
+            acks.withLock { $0.append((tag, .now)) }
+            return
+        }
         state.withLock { s in
             s.inFlight -= 1
-            if let error {
-                metrics.deliveryFailures.increment()
-                if s.fatal == nil { s.fatal = error }
-                return  // its records stay outstanding: the checkpoint never passes them
-            }
-            guard let sent = s.tags.removeValue(forKey: tag) else { return }
-            metrics.deliveryLatency.recordNanoseconds(
-                Int64((ContinuousClock.now - sent.sent) / .nanoseconds(1)))
+            metrics.deliveryFailures.increment()
+            if s.fatal == nil { s.fatal = error }
+            // Its records stay outstanding: the checkpoint never passes them.
+        }
+    }
+
+    /// Applies the queued acknowledgements: each message's records are one event less
+    /// outstanding, its latency is recorded, its bytes are let go. Called under the state lock
+    /// before anything that reads the ledgers or the count in flight.
+    func applyAcks(_ s: inout State) {
+        acks.withLock { swap(&$0, &s.ackBatch) }
+        guard !s.ackBatch.isEmpty else { return }
+        for (tag, at) in s.ackBatch {
+            s.inFlight -= 1
+            guard let sent = s.tags.removeValue(forKey: tag) else { continue }
+            metrics.deliveryLatency.recordNanoseconds(Int64((at - sent.sent) / .nanoseconds(1)))
             for p in sent.positions {
-                s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.outstanding -= 1 }
+                s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.outstanding -= 1 }
             }
         }
+        s.ackBatch.removeAll(keepingCapacity: true)
     }
 
     /// The furthest checkpoint-safe sequence number of a shard (nil until one is). Asking again
     /// gives it again, so a checkpoint write that failed is simply made again.
     public func safeCheckpoint(shardID: String) -> String? {
         state.withLock { s in
+            applyAcks(&s)
             s.ledgers[shardID]?.advance()
             return s.ledgers[shardID]?.safe
         }
@@ -220,6 +289,7 @@ public final class EventPipeline: Sendable {
     /// True when every record read from the shard is acknowledged and out of the window.
     public func isSettled(shardID: String) -> Bool {
         state.withLock { s in
+            applyAcks(&s)
             s.ledgers[shardID]?.advance()
             return s.ledgers[shardID]?.isSettled ?? true
         }
@@ -229,6 +299,7 @@ public final class EventPipeline: Sendable {
     /// out of the pairing window), nil when everything read is settled.
     public func oldestUnsettled(shardID: String) -> Double? {
         state.withLock { s in
+            applyAcks(&s)
             s.ledgers[shardID]?.advance()
             return s.ledgers[shardID]?.oldestUnsettled
         }
@@ -240,16 +311,47 @@ public final class EventPipeline: Sendable {
     }
 
     static func enqueue(_ s: inout State, positions: [StreamPosition], bytes: [UInt8]) -> UInt64 {
+        for p in positions { s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.outstanding += 1 } }
+        return track(&s, positions: positions, bytes: bytes)
+    }
+
+    /// `enqueue` while `page`, the ledger of shard `shardID`, is out of `s.ledgers` (a page
+    /// being processed).
+    static func enqueue(
+        _ s: inout State, _ page: inout Ledger, of shardID: String, positions: [StreamPosition], bytes: [UInt8]
+    ) -> UInt64 {
+        for p in positions {
+            if p.shardID == shardID {
+                page.update(p.record, p.sequenceNumber) { $0.outstanding += 1 }
+            } else {
+                s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.outstanding += 1 }
+            }
+        }
+        return track(&s, positions: positions, bytes: bytes)
+    }
+
+    /// A new message in flight: its tag, with its records, the time and its bytes.
+    static func track(_ s: inout State, positions: [StreamPosition], bytes: [UInt8]) -> UInt64 {
         let tag = s.nextTag
         s.nextTag += 1
         s.inFlight += 1
         s.tags[tag] = (positions, .now, bytes)
-        for p in positions { s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.outstanding += 1 } }
         return tag
     }
 
     static func release(_ s: inout State, _ positions: [StreamPosition]) {
-        for p in positions { s.ledgers[p.shardID]?.update(p.sequenceNumber) { $0.held -= 1 } }
+        for p in positions { s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.held -= 1 } }
+    }
+
+    /// `release` while `page`, the ledger of shard `shardID`, is out of `s.ledgers`.
+    static func release(_ s: inout State, _ page: inout Ledger, of shardID: String, _ positions: [StreamPosition]) {
+        for p in positions {
+            if p.shardID == shardID {
+                page.update(p.record, p.sequenceNumber) { $0.held -= 1 }
+            } else {
+                s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.held -= 1 }
+            }
+        }
     }
 
     /// A dead letter: where the record sits, its keys (pseudonymous) and why; never its images.

@@ -35,8 +35,9 @@ public struct StreamMetrics: Sendable {
             ($0, Counter(label: "hemstream_stream_moves_classified_total", dimensions: [("path", $0)]))
         })
 
-    func events(type: String) {
-        (eventCounters[type] ?? Counter(label: "hemstream_stream_events_total", dimensions: [("type", type)])).increment()
+    func events(type: String, count: Int = 1) {
+        (eventCounters[type] ?? Counter(label: "hemstream_stream_events_total", dimensions: [("type", type)]))
+            .increment(by: count)
     }
 
     func movesClassified(by path: String) {

@@ -16,6 +16,21 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(value.serialized(), #"{"a":"tab\there\u0001","b":1}"#)
     }
 
+    /// Every character that needs an escape, at every offset of a run (the writer checks eight
+    /// bytes at a time), comes back from the parser as it went in.
+    func testAppendQuoted_escapesAtEveryOffset_andParsesBack() throws {
+        let specials: [String] = (0..<0x20).map { String(UnicodeScalar(UInt8($0))) } + ["\"", "\\", "é", "~", "\u{7F}"]
+        for special in specials {
+            for offset in 0..<20 {
+                let text = String(repeating: "a", count: offset) + special + String(repeating: "b", count: 19 - offset)
+                var w = JSONWriter()
+                var t = text
+                t.withUTF8 { w.appendQuoted(utf8: $0) }
+                XCTAssertEqual(try JSON.parse(w.bytes).stringValue, text, "\(Array(special.utf8)) at \(offset)")
+            }
+        }
+    }
+
     func testParse_rejectsMalformedInputWithOffset() {
         for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "01", "\"\\x\"", "1 2", "\"\u{01}\""] {
             XCTAssertThrowsError(try JSON.parse(bad), bad)
