@@ -23,14 +23,6 @@ CURLcode hs_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinf
 CURLcode hs_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
 
 CURLMcode hs_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
-CURLMcode hs_multi_setopt_socketfn(CURLM *m, hs_socket_callback fn, void *userp) {
-    CURLMcode rc = curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, fn);
-    return rc != CURLM_OK ? rc : curl_multi_setopt(m, CURLMOPT_SOCKETDATA, userp);
-}
-CURLMcode hs_multi_setopt_timerfn(CURLM *m, hs_timer_callback fn, void *userp) {
-    CURLMcode rc = curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, fn);
-    return rc != CURLM_OK ? rc : curl_multi_setopt(m, CURLMOPT_TIMERDATA, userp);
-}
 
 #include <malloc.h>
 

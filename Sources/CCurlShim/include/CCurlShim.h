@@ -17,14 +17,6 @@ CURLcode hs_setopt_readfn(CURL *handle, hs_data_callback fn, void *context);
 
 CURLMcode hs_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
 
-/* curl_multi_socket_action's callbacks: which sockets to watch, and when to time out. */
-typedef int (*hs_socket_callback)(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
-typedef int (*hs_timer_callback)(CURLM *multi, long timeout_ms, void *userp);
-CURLMcode hs_multi_setopt_socketfn(CURLM *multi, hs_socket_callback fn, void *userp);
-CURLMcode hs_multi_setopt_timerfn(CURLM *multi, hs_timer_callback fn, void *userp);
-/* CURL_SOCKET_TIMEOUT (a macro of a macro, which Swift does not import). */
-static const curl_socket_t hs_socket_timeout = CURL_SOCKET_TIMEOUT;
-
 CURLcode hs_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode hs_getinfo_double(CURL *handle, CURLINFO info, double *value);
 
