@@ -36,8 +36,12 @@ final class CurlMultiLoop: Sendable {
         // default cache follows the number of handles added, which drops to zero between
         // bursts and would close connections).
         hs_multi_setopt_long(m, CURLMOPT_MAXCONNECTS, 64)
-        let thread = Thread { [self] in self.run() }
-        thread.name = "hemstream-curl-multi"
+        // Named from inside, through /proc (Foundation's `Thread.name` does not reach the OS
+        // thread on Linux), in at most 15 bytes, so top, perf and /proc/PID/task show it.
+        let thread = Thread { [self] in
+            try? "hs-curl-multi".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+            self.run()
+        }
         thread.start()
     }
 

@@ -143,8 +143,10 @@ final class CurlThreadPool: Sendable {
             return false
         }
         if spawn {
-            let thread = Thread { [self] in self.workerLoop() }
-            thread.name = "hemstream-curl"
+            let thread = Thread { [self] in
+                try? "hs-curl".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)  // as CurlMultiLoop's thread
+                self.workerLoop()
+            }
             thread.start()
         }
         available.signal()

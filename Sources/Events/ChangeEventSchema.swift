@@ -70,11 +70,18 @@ public struct ChangeEventSchema: Sendable {
                 if let k = req.stringValue, members[k] == nil { out.append("\(join(path, k)): required") }
             }
             let props = s["properties"]?.objectValue ?? [:]
+            // A member the schema does not declare is named by count, never by its name: the
+            // name is input and may hold anything, an address included.
+            var undeclared = 0
             for (k, v) in members.sorted(by: { $0.key < $1.key }) {
                 if let sub = props[k] { check(v, sub, join(path, k), &out) }
                 else if let extra = s["additionalProperties"] {
-                    if case .bool(false) = extra { out.append("\(join(path, k)): property not allowed") }
-                    else { check(v, extra, join(path, k), &out) }
+                    undeclared += 1
+                    if case .bool(false) = extra {
+                        out.append("\(name(path)): property not allowed (undeclared member \(undeclared); names are not echoed)")
+                    } else {
+                        check(v, extra, join(path, "<undeclared member \(undeclared)>"), &out)
+                    }
                 }
             }
         }

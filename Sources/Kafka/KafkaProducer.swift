@@ -213,11 +213,13 @@ final class PollThread: Sendable {
 
     init(client: RDKafkaClient) {
         let thread = Thread { [self] in
+            // Named from inside, as CurlMultiLoop's thread (Foundation's `Thread.name` does not
+            // reach the OS thread on Linux).
+            try? "hs-kafka-poll".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
             while running.load(ordering: .acquiring) { client.poll(timeoutMs: 100) }
             client.poll(timeoutMs: 0)
             done.signal()
         }
-        thread.name = "librdkafka-poll"
         thread.start()
     }
 

@@ -114,7 +114,8 @@ public final class EventPipeline: Sendable {
     /// Processes one page of a shard's records, in order. REMOVEs the resolver says are the
     /// departing half of a loader move are acknowledged without an event.
     public func process(_ records: [StreamRecord], shardID: String, streamARN: String, departing: Set<Int>) throws {
-        var sends: [(ChangeEvent?, [UInt8]?, UInt64)] = []
+        /// An event, or a dead letter with its record's sequence number; and the tag.
+        var sends: [(ChangeEvent?, (bytes: [UInt8], seq: String)?, UInt64)] = []
         sends.reserveCapacity(records.count)
         metrics.recordsRead.increment(by: records.count)
         let noOps = state.withLock { s in
@@ -143,14 +144,15 @@ public final class EventPipeline: Sendable {
                     }
                 } catch {
                     ledger.add(seq, held: false, time: time)
-                    let dlq = Self.deadLetter(records[i], shardID: shardID, seq: seq, error: "\(error)")
+                    let why = Self.withholdingAddresses("\(error)")
+                    let dlq = Self.deadLetter(records[i], shardID: shardID, seq: seq, error: why)
                     metrics.deadLettered.increment()
-                    report("record \(seq) of shard \(shardID) cannot be read: \(error)"
+                    report("record \(seq) of shard \(shardID) cannot be read: \(why)"
                         + (hasDLQ ? "; sent to the dead-letter topic" : "; skipped (no --dlq-topic)"))
                     if hasDLQ {
                         let pos = StreamPosition(
                             streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?", record: slot)
-                        sends.append((nil, dlq, Self.enqueue(&s, &ledger, of: shardID, positions: [pos], bytes: dlq)))
+                        sends.append((nil, (dlq, seq), Self.enqueue(&s, &ledger, of: shardID, positions: [pos], bytes: dlq)))
                     }
                 }
             }
@@ -164,8 +166,14 @@ public final class EventPipeline: Sendable {
         for (event, dlq, tag) in sends {
             if let event {
                 try emit(event, tag: tag, sink: sink, counts: &counts)
-            } else if try sink.send(key: [], value: dlq!, headers: nil, tag: tag, toDLQ: true) != .enqueued {
-                delivered(tag: tag, error: nil)
+            } else {
+                let sent = try sink.send(key: [], value: dlq!.bytes, headers: nil, tag: tag, toDLQ: true)
+                if sent == .blockedPII {
+                    // `deadLetter` leaves addresses out, so this is the guard's second line.
+                    metrics.piiBlocked.increment()
+                    report("the dead letter of shard \(shardID) record \(dlq!.seq) held an email-shaped value: not sent")
+                }
+                if sent != .enqueued { delivered(tag: tag, error: nil) }
             }
         }
     }
@@ -355,15 +363,33 @@ public final class EventPipeline: Sendable {
     }
 
     /// A dead letter: where the record sits, its keys (pseudonymous) and why; never its images.
+    /// A key that holds an email-shaped value (a writer that put an address where a hash
+    /// belongs) is left out and named under `withheld`, so the dead letter still says where
+    /// the record sits instead of being stopped whole by the outlet's PII guard.
     static func deadLetter(_ record: StreamRecord, shardID: String, seq: String, error: String) -> [UInt8] {
         var keys: [String: JSON] = [:]
-        if let v = record.keyHem { keys["hem"] = .string(v) }
-        if let v = record.keyVupID { keys["vup_id"] = .string(v) }
-        let dl: JSON = [
+        var withheld: [JSON] = []
+        for (name, value) in [("hem", record.keyHem), ("vup_id", record.keyVupID)] {
+            guard let value else { continue }
+            if PIIGuard.containsEmailAddress(Array(value.utf8)) {
+                withheld.append(.string(name))
+            } else {
+                keys[name] = .string(value)
+            }
+        }
+        var dl: [String: JSON] = [
             "shard_id": .string(shardID), "sequence_number": .string(seq),
             "event_name": record.eventName.map(JSON.string) ?? .null,
-            "keys": .object(keys), "error": .string(error),
+            "keys": .object(keys), "error": .string(withholdingAddresses(error)),
         ]
-        return dl.serializedBytes()
+        if !withheld.isEmpty { dl["withheld"] = .array(withheld) }
+        return JSON.object(dl).serializedBytes()
+    }
+
+    /// `text`, or a fixed line when it holds an email-shaped value: for reasons that go into a
+    /// log line or a dead letter (the detector's errors name fields by position, never values;
+    /// this keeps that true whatever a future error says).
+    static func withholdingAddresses(_ text: String) -> String {
+        PIIGuard.containsEmailAddress(Array(text.utf8)) ? "the record cannot be read (reason withheld: it held an email-shaped value)" : text
     }
 }

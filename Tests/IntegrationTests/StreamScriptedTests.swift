@@ -227,6 +227,33 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
         assertNoEmail(reader.stderr, lines.map { $0.serialized() }.joined())
     }
 
+    /// A poison record whose key holds an address (a writer that put one where the hash belongs):
+    /// its dead letter still says where the record sits, with that key withheld by name, and no
+    /// address leaves in it or in the log.
+    func testPoisonRecordWithAnAddressInItsKey_deadLetterWithholdsTheKey_andStillSaysWhere() throws {
+        let shard = ScriptedStreamsServer.shardID(1)
+        var poison = Self.modify(1, "a", "b").objectValue!
+        var d = poison["dynamodb"]!.objectValue!
+        d["NewImage"] = nil
+        d["Keys"] = ["hem": ["S": "leaked.person@example.invalid"], "vup_id": ["S": "VUP-1"]]
+        poison["dynamodb"] = .object(d)
+        streams.addShard(id: shard, records: [Self.modify(0, "a", "b"), .object(poison), Self.modify(2, "a", "b")])
+        let reader = try start(["--dlq-topic", "dlq"])
+        waitFor("two events and a dead letter", reader) { reader.lines.count >= 3 }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        let dead = try XCTUnwrap(reader.lines.first { $0["error"] != nil }, reader.stdoutText)
+        XCTAssertEqual(dead["shard_id"]?.stringValue, shard)
+        XCTAssertNotNil(dead["sequence_number"]?.stringValue)
+        XCTAssertEqual(dead["keys"], ["vup_id": "VUP-1"])
+        XCTAssertEqual(dead["withheld"], ["hem"])
+        XCTAssertFalse(reader.stderr.contains("email-shaped value: not sent"), "the guard had nothing left to stop")
+        XCTAssertEqual(reader.lines.filter { $0["type"] == "hem.updated" }.count, 2)
+        XCTAssertFalse(reader.stdoutText.contains("leaked.person"), reader.stdoutText)
+        XCTAssertFalse(reader.stderr.contains("leaked.person"))
+        assertNoEmail(reader.stderr, reader.stdoutText)
+    }
+
     /// A public field that carries an address (bad data upstream) would put it in the event's
     /// diff: the PII guard stops that event, says where by position only, and the shard moves on.
     func testEventHoldingAnAddress_isStoppedByThePIIGuard_andNamedByPositionOnly() throws {

@@ -2,7 +2,7 @@
 """A replay server for DynamoDB Streams (JSON 1.0: DescribeStream, GetShardIterator,
 GetRecords; auth ignored), for tools/bench.d/stream.
 
-    replay_streams.py --records N [--shards S] [--port P] [--summary FILE]
+    replay_streams.py --records N [--shards S] [--port P] [--summary FILE] [--delete-share F]
 
 Serves one NEW_AND_OLD_IMAGES stream with S closed shards. Its records are generated once at
 start, like a table's stream after a load: a day-1 burst of INSERTs, then a day-2 mix of moves
@@ -40,8 +40,10 @@ def iso(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def generate(n, shards, seed=1):
-    """Returns (per-shard record lists, summary). Each record is a dict (wire JSON)."""
+def generate(n, shards, seed=1, deletes=0.15):
+    """Returns (per-shard record lists, summary). Each record is a dict (wire JSON). `deletes` is
+    the share of day-2 changes that are deletes (each costs the reader a hem-index lookup); the
+    rest of that share becomes MODIFYs."""
     rnd = random.Random(seed)
     now = int(time.time())
     day1 = n * 6 // 10  # day-1 burst: INSERTs
@@ -115,7 +117,7 @@ def generate(n, shards, seed=1):
             live[i] = new
             counts["move"] += 1
             k += 2
-        elif r < 0.85:  # a MODIFY of public attributes
+        elif r < 1 - deletes:  # a MODIFY of public attributes
             new = dict(cur, last_verified=s(iso(t)), domain=s(rnd.choice(DOMAINS)), updated_at=s(iso(t)))
             emit("MODIFY", hem, t, old=cur, new=new)
             live[i] = new
@@ -260,8 +262,9 @@ def main():
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--summary")
+    ap.add_argument("--delete-share", type=float, default=0.15)
     a = ap.parse_args()
-    shards, summary = generate(a.records, a.shards)
+    shards, summary = generate(a.records, a.shards, deletes=a.delete_share)
     Handler.stream = Stream(shards)
     if a.summary:
         with open(a.summary, "w") as f:
