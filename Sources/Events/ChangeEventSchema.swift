@@ -29,7 +29,10 @@ public struct ChangeEventSchema: Sendable {
     private func name(_ path: String) -> String { path.isEmpty ? "(event)" : path }
     private func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : path + "." + key }
 
-    private func resolve(_ ref: String) -> JSON? {
+    /// The node a local `$ref` (`#/a/b`) names in `root`; nil for any other reference or a
+    /// path that leads nowhere. The one reading of `$ref` for this validator, the compiled
+    /// schema and the contract checker.
+    static func resolve(_ ref: String, in root: JSON) -> JSON? {
         guard ref.hasPrefix("#/") else { return nil }
         var node: JSON? = root
         for part in ref.dropFirst(2).split(separator: "/") { node = node?[String(part)] }
@@ -40,7 +43,7 @@ public struct ChangeEventSchema: Sendable {
         if case .bool(let b) = schema { if !b { out.append("\(name(path)): not allowed") }; return }
         guard case .object(let s) = schema else { return }
         if let ref = s["$ref"]?.stringValue {
-            if let target = resolve(ref) { check(value, target, path, &out) } else { out.append("\(name(path)): schema $ref \(ref) not found") }
+            if let target = Self.resolve(ref, in: root) { check(value, target, path, &out) } else { out.append("\(name(path)): schema $ref \(ref) not found") }
         }
         if let t = s["type"] {
             let allowed = t.arrayValue?.compactMap(\.stringValue) ?? [t.stringValue ?? ""]

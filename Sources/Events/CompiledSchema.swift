@@ -163,18 +163,12 @@ final class Node: @unchecked Sendable {
         if let r = s["$ref"]?.stringValue {
             if let done = refs[r] {
                 n.ref = done
-            } else if r.hasPrefix("#/") {
-                var target: JSON? = root
-                for part in r.dropFirst(2).split(separator: "/") { target = target?[String(part)] }
-                if let target {
-                    let placeholder = Node(Spec())
-                    refs[r] = placeholder
-                    let compiled = compile(target, root: root, refs: &refs)
-                    placeholder.ref = compiled
-                    n.ref = compiled
-                } else {
-                    n.unsupported = true
-                }
+            } else if let target = ChangeEventSchema.resolve(r, in: root) {
+                let placeholder = Node(Spec())
+                refs[r] = placeholder
+                let compiled = compile(target, root: root, refs: &refs)
+                placeholder.ref = compiled
+                n.ref = compiled
             } else {
                 n.unsupported = true
             }

@@ -543,10 +543,8 @@ struct SchemaReader {
         guard depth < 8, case .object(var s) = node else { return nil }
         for n in Self.notes { s[n] = nil }
         guard let ref = s["$ref"] else { return s }
-        guard s.count == 1, let path = ref.stringValue, path.hasPrefix("#/") else { return nil }
-        var target: JSON? = root
-        for part in path.dropFirst(2).split(separator: "/") { target = target?[String(part)] }
-        return target.flatMap { resolved($0, depth: depth + 1) }
+        guard s.count == 1, let path = ref.stringValue else { return nil }
+        return ChangeEventSchema.resolve(path, in: root).flatMap { resolved($0, depth: depth + 1) }
     }
 
     /// A string, null or boolean rule; nil for any other kind of value or keyword.
