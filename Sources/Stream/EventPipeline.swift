@@ -328,14 +328,21 @@ public final class EventPipeline: Sendable {
     static func enqueue(
         _ s: inout State, _ page: inout Ledger, of shardID: String, positions: [StreamPosition], bytes: [UInt8]
     ) -> UInt64 {
-        for p in positions {
-            if p.shardID == shardID {
-                page.update(p.record, p.sequenceNumber) { $0.outstanding += 1 }
-            } else {
-                s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.outstanding += 1 }
-            }
-        }
+        for p in positions { update(&s, &page, of: shardID, p) { $0.outstanding += 1 } }
         return track(&s, positions: positions, bytes: bytes)
+    }
+
+    /// Changes the ledger entry of `p`: in `page` when it is that shard's (out of `s.ledgers`
+    /// while a page is processed), else in `s.ledgers`.
+    static func update(
+        _ s: inout State, _ page: inout Ledger, of shardID: String, _ p: StreamPosition,
+        _ change: (inout Ledger.Entry) -> Void
+    ) {
+        if p.shardID == shardID {
+            page.update(p.record, p.sequenceNumber, change)
+        } else {
+            s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber, change)
+        }
     }
 
     /// A new message in flight: its tag, with its records, the time and its bytes.
@@ -353,19 +360,14 @@ public final class EventPipeline: Sendable {
 
     /// `release` while `page`, the ledger of shard `shardID`, is out of `s.ledgers`.
     static func release(_ s: inout State, _ page: inout Ledger, of shardID: String, _ positions: [StreamPosition]) {
-        for p in positions {
-            if p.shardID == shardID {
-                page.update(p.record, p.sequenceNumber) { $0.held -= 1 }
-            } else {
-                s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.held -= 1 }
-            }
-        }
+        for p in positions { update(&s, &page, of: shardID, p) { $0.held -= 1 } }
     }
 
-    /// A dead letter: where the record sits, its keys (pseudonymous) and why; never its images.
-    /// A key that holds an email-shaped value (a writer that put an address where a hash
-    /// belongs) is left out and named under `withheld`, so the dead letter still says where
-    /// the record sits instead of being stopped whole by the outlet's PII guard.
+    /// A dead letter: where the record sits, its keys (pseudonymous) and why (`error`, already
+    /// through `withholdingAddresses`, as the log line says it); never its images. A key that
+    /// holds an email-shaped value (a writer that put an address where a hash belongs) is left
+    /// out and named under `withheld`, so the dead letter still says where the record sits
+    /// instead of being stopped whole by the outlet's PII guard.
     static func deadLetter(_ record: StreamRecord, shardID: String, seq: String, error: String) -> [UInt8] {
         var keys: [String: JSON] = [:]
         var withheld: [JSON] = []
@@ -380,7 +382,7 @@ public final class EventPipeline: Sendable {
         var dl: [String: JSON] = [
             "shard_id": .string(shardID), "sequence_number": .string(seq),
             "event_name": record.eventName.map(JSON.string) ?? .null,
-            "keys": .object(keys), "error": .string(withholdingAddresses(error)),
+            "keys": .object(keys), "error": .string(error),
         ]
         if !withheld.isEmpty { dl["withheld"] = .array(withheld) }
         return JSON.object(dl).serializedBytes()
