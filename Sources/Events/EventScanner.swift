@@ -316,12 +316,7 @@ func plainStringEnd(_ bytes: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
     // Eight bytes at a time while none is a quote, a backslash, a control or non-ASCII byte.
     while i + 8 <= bytes.count {
         let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        let quote = w ^ (ones &* 0x22)
-        let slash = w ^ (ones &* 0x5C)
-        let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- ones &* 0x20) | w
-        if special & highs != 0 { break }
+        if w & 0x8080_8080_8080_8080 != 0 || JSONWriter.mayHoldQuoteBackslashOrControl(w) { break }
         i += 8
     }
     while i < bytes.count {

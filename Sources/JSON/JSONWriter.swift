@@ -125,21 +125,27 @@ public struct JSONWriter: Sendable {
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// Eight bytes (little-endian) at a time: nonzero when one of them may be a quote, a
+    /// backslash or a control byte (what JSON strings escape; a false alarm only beside a true
+    /// one). The one such test for the writer here and the fast string scans of the Events module.
+    @inlinable
+    public static func mayHoldQuoteBackslashOrControl(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = w ^ (ones &* 0x22)
+        let slash = w ^ (ones &* 0x5C)
+        // A zero byte in `quote` or `slash`, or a byte below 0x20 in `w`.
+        return ((quote &- ones) & ~quote | (slash &- ones) & ~slash | (w &- ones &* 0x20) & ~w) & highs != 0
+    }
+
     /// True when `buffer` holds a quote, a backslash or a control byte (what `appendQuoted`
     /// escapes).
     static func needsEscaping(_ buffer: UnsafeBufferPointer<UInt8>) -> Bool {
         var i = 0
         if let base = buffer.baseAddress {
             let raw = UnsafeRawPointer(base)
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let highs: UInt64 = 0x8080_8080_8080_8080
             while i + 8 <= buffer.count {
-                let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                let quote = w ^ (ones &* 0x22)
-                let slash = w ^ (ones &* 0x5C)
-                // A zero byte in `quote` or `slash`, or a byte below 0x20 in `w`.
-                let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | ((w &- ones &* 0x20) & ~w)
-                if special & highs != 0 { return true }
+                if mayHoldQuoteBackslashOrControl(raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { return true }
                 i += 8
             }
         }
