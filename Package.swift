@@ -89,7 +89,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            // jemalloc replaces glibc's malloc for the whole process (librdkafka and libcurl
+            // too): 18-30% less CPU for load, stream and publish at equal or lower peak RSS,
+            // measured in README "Memory allocator". Debian: libjemalloc-dev to build,
+            // libjemalloc2 to run.
+            linkerSettings: [.linkedLibrary("jemalloc")]),
 
         // Test support: real local servers (moto_server), the built binary, topics read back.
         .target(name: "TestSupport", dependencies: ["JSON", "Kafka", "CRdKafka"]),

@@ -2,7 +2,7 @@
 # free loopback ports, start servers and stop them by PID.
 
 # strace: a test checks the system calls that make the load's checkpoint durable.
-APT_PACKAGES="librdkafka-dev libcurl4-openssl-dev libz-dev kcat pkg-config curl strace"
+APT_PACKAGES="librdkafka-dev libcurl4-openssl-dev libz-dev libjemalloc-dev kcat pkg-config curl strace"
 # libz-dev is a virtual package (dpkg -s never finds it); its real name is checked instead.
 hs_apt_name_installed() { [ "$1" = libz-dev ] && set -- zlib1g-dev; dpkg -s "$1" >/dev/null 2>&1; }
 

@@ -178,13 +178,6 @@ final class CurlThreadPool: Sendable {
     }
 }
 
-/// Process-wide allocator settings for streaming work that reuses big buffers.
-public enum MemoryTuning {
-    /// glibc: blocks up to 8 MiB come from the heap and the heap top is returned to the
-    /// kernel only past 32 MiB free, so batch-sized arrays are not faulted in again each time.
-    public static func keepLargeBlocksInHeap() { hs_keep_large_blocks_in_heap() }
-}
-
 enum CurlGlobal {
     private static let once: Void = {
         curl_global_init(Int(CURL_GLOBAL_DEFAULT))

@@ -24,13 +24,6 @@ CURLcode hs_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_ge
 
 CURLMcode hs_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
 
-#include <malloc.h>
-
-void hs_keep_large_blocks_in_heap(void) {
-    mallopt(M_MMAP_THRESHOLD, 8 << 20);
-    mallopt(M_TRIM_THRESHOLD, 32 << 20);
-}
-
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <stdint.h>

@@ -1,10 +1,5 @@
 import AWSWire
 
-/// Batches of records are arrays of a few hundred KB, made and dropped thousands of times per
-/// load. glibc's defaults hand such blocks back to the kernel (mmap, or trimming the heap top)
-/// and fault them in again next time (~15% of a dry run's CPU); keep them in the heap.
-private let mallocTuned: Void = MemoryTuning.keepLargeBlocksInHeap()
-
 /// Streams one source: bytes (file or S3 GetObject, streamed) → gunzip when the gzip magic is
 /// there (multi-member aware) → RFC 4180 CSV → validated records. Memory stays flat.
 public final class ExportReader {
@@ -40,7 +35,6 @@ public final class ExportReader {
     private var pendingFailure: ExportError?
 
     public init(location: ExportLocation, client: AWSClient?) async throws {
-        _ = mallocTuned
         self.location = location
         name = location.description
         switch location {

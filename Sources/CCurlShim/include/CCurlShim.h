@@ -25,7 +25,4 @@ int hs_eventfd_create(void);
 void hs_eventfd_signal(int fd);
 void hs_eventfd_drain(int fd);
 
-/* glibc: blocks up to 8 MiB from the heap, heap top trimmed only past 32 MiB free. */
-void hs_keep_large_blocks_in_heap(void);
-
 #endif
