@@ -313,10 +313,24 @@ struct TapeParser {
 func plainStringEnd(_ bytes: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
     var i = from
     let base = UnsafeRawPointer(bytes.baseAddress!)
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let highs: UInt64 = 0x8080_8080_8080_8080
     // Eight bytes at a time while none is a quote, a backslash, a control or non-ASCII byte.
     while i + 8 <= bytes.count {
         let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-        if w & 0x8080_8080_8080_8080 != 0 || JSONWriter.mayHoldQuoteBackslashOrControl(w) { break }
+        if w & highs != 0 || JSONWriter.mayHoldQuoteBackslashOrControl(w) {
+            // Settled in this word, without a byte loop: the first quote's position is exact (a
+            // zero byte of w ^ "\"\"..."), and the string is plain when no byte before it is
+            // special (the bytes from the quote on replaced by a plain 'a' for the same test).
+            let x = w ^ (ones &* 0x22)
+            let quotes = (x &- ones) & ~x & highs
+            guard quotes != 0 else { return nil }
+            let q = quotes.trailingZeroBitCount >> 3
+            let before: UInt64 = q == 0 ? 0 : ~0 >> (64 - 8 * UInt64(q))
+            let plain = w & before | (ones &* 0x61) & ~before
+            if plain & highs != 0 || JSONWriter.mayHoldQuoteBackslashOrControl(plain) { return nil }
+            return i + q
+        }
         i += 8
     }
     while i < bytes.count {
