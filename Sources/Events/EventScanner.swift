@@ -403,11 +403,13 @@ struct BytePattern {
         @inline(__always)
         func members(_ w: UInt64) -> UInt64 {
             let low7 = w & ~Self.highs
-            var m = (low7 &+ atLeast.0) & ~(low7 &+ above.0) | (low7 &+ atLeast.1) & ~(low7 &+ above.1)
-                | (low7 &+ atLeast.2) & ~(low7 &+ above.2)
+            var m = (low7 &+ atLeast.0) & ~(low7 &+ above.0)
+            m |= (low7 &+ atLeast.1) & ~(low7 &+ above.1)
+            m |= (low7 &+ atLeast.2) & ~(low7 &+ above.2)
             if wide {
-                m |= (low7 &+ atLeast.3) & ~(low7 &+ above.3) | (low7 &+ atLeast.4) & ~(low7 &+ above.4)
-                    | (low7 &+ atLeast.5) & ~(low7 &+ above.5)
+                m |= (low7 &+ atLeast.3) & ~(low7 &+ above.3)
+                m |= (low7 &+ atLeast.4) & ~(low7 &+ above.4)
+                m |= (low7 &+ atLeast.5) & ~(low7 &+ above.5)
             }
             // A byte of 0x80 or more is never a member.
             return m & ~w & Self.highs
