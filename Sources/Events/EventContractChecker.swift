@@ -201,7 +201,7 @@ public final class EventContractChecker: @unchecked Sendable {
                 continue
             }
             // Every other envelope member is a string (elements are used in place, not copied out).
-            guard c.take(UInt8(ascii: "\"")), let r = c.stringBody(), envelope[k].check(base, .string, r) else {
+            guard c.take(UInt8(ascii: "\"")), let r = c.stringBody(), envelope[k].check(line, .string, r) else {
                 return nil
             }
             switch k {
@@ -227,16 +227,16 @@ public final class EventContractChecker: @unchecked Sendable {
         }
         let required = hemRequired | typeRules[typeIndex].required
         guard dataSeen & ~DataMember.hemMask == 0, dataSeen & required == required,
-            subjectOfHem.check(base, .string, found.subject)
+            subjectOfHem.check(line, .string, found.subject)
         else { return nil }
         if typeRules[typeIndex].before != nil {
             guard dataSeen & 1 << DataMember.before != 0,
-                typeRules[typeIndex].before!.check(base, found.before.kind, found.before.range)
+                typeRules[typeIndex].before!.check(line, found.before.kind, found.before.range)
             else { return nil }
         }
         if typeRules[typeIndex].after != nil {
             guard dataSeen & 1 << DataMember.after != 0,
-                typeRules[typeIndex].after!.check(base, found.after.kind, found.after.range)
+                typeRules[typeIndex].after!.check(line, found.after.kind, found.after.range)
             else { return nil }
         }
         return EventScanner.Fields(key: found.hem, id: found.id, type: found.type, specversion: found.specversion)
@@ -267,7 +267,7 @@ public final class EventContractChecker: @unchecked Sendable {
             case DataMember.positions:
                 guard objects(&c, positionsMinItems, positionKeys, position, positionRequired) else { return false }
             default:
-                guard let v = c.leafValue(), data[k].check(c.base, v.kind, v.range) else { return false }
+                guard let v = c.leafValue(), data[k].check(c.line, v.kind, v.range) else { return false }
                 if k == DataMember.hem {
                     found.hem = v.range
                 } else if k == DataMember.before {
@@ -293,7 +293,7 @@ public final class EventContractChecker: @unchecked Sendable {
                 var expected = keys.first
                 repeat {
                     guard let k = keys.index(&c, expected: expected), seen & 1 << k == 0, let v = c.leafValue(),
-                        leaves[k].check(c.base, v.kind, v.range)
+                        leaves[k].check(c.line, v.kind, v.range)
                     else { return false }
                     seen |= 1 << k
                     expected = keys.next[k]
@@ -321,13 +321,15 @@ struct Leaf {
     var pattern: Unmanaged<PatternBox>?
     var dateTime = false
 
-    /// Whether the value (for a string: the bytes between the quotes, printable ASCII) passes.
+    /// Whether the value at `r` in `line` (for a string: the bytes between the quotes, printable
+    /// ASCII) passes. The whole line, so a pattern can load whole words past a string's end.
     @inline(__always)
-    func check(_ base: UnsafePointer<UInt8>, _ kind: ValueKind, _ r: Range<Int>) -> Bool {
+    func check(_ line: UnsafeBufferPointer<UInt8>, _ kind: ValueKind, _ r: Range<Int>) -> Bool {
         switch kind {
         case .null: return null
         case .boolean: return boolean
         case .string:
+            let base = line.baseAddress!
             guard string, r.count >= minLength else { return false }
             if let const {
                 guard const.count == r.count, equalBytes(base + r.lowerBound, const.baseAddress!, r.count) else {
@@ -335,11 +337,10 @@ struct Leaf {
                 }
             }
             if enumValues != nil, enumIndex(base, r) == nil { return false }
-            let bytes = UnsafeBufferPointer(start: base, count: r.upperBound)
             // Through a guaranteed reference: read through a pointer, the pattern was copied
             // (three retains and releases) per call.
-            if let pattern, !pattern._withUnsafeGuaranteedRef({ $0.pattern.matches(bytes, r) }) { return false }
-            if dateTime, !BytePattern.isDateTime(bytes, r) { return false }
+            if let pattern, !pattern._withUnsafeGuaranteedRef({ $0.pattern.matches(line, r) }) { return false }
+            if dateTime, !BytePattern.isDateTime(line, r) { return false }
             return true
         }
     }
@@ -459,25 +460,31 @@ struct KeyTable {
     }
 }
 
-/// Whether `n` bytes at `a` and `b` are equal: eight at a time, then the rest (short names and
-/// constants; a call to `memcmp` cost more than the compare).
+/// Whether `n` bytes at `a` and `b` are equal, in whole-word loads only: eight bytes at a time
+/// and a last word that may overlap the one before, or two overlapping four-byte words, or for
+/// under four bytes the first, middle and last byte (short names and constants; a call to
+/// `memcmp`, or a byte loop for the tail, cost more than the compare).
 @inline(__always)
 func equalBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
-    var k = 0
     let ra = UnsafeRawPointer(a)
     let rb = UnsafeRawPointer(b)
-    while k + 8 <= n {
-        if ra.loadUnaligned(fromByteOffset: k, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: k, as: UInt64.self)
-        {
-            return false
+    if n >= 8 {
+        var k = 0
+        while k + 8 < n {
+            let x = ra.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+            if x != rb.loadUnaligned(fromByteOffset: k, as: UInt64.self) { return false }
+            k += 8
         }
-        k += 8
+        return ra.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+            == rb.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
     }
-    while k < n {
-        if a[k] != b[k] { return false }
-        k += 1
+    if n >= 4 {
+        return ra.loadUnaligned(as: UInt32.self) == rb.loadUnaligned(as: UInt32.self)
+            && ra.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
+                == rb.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
     }
-    return true
+    if n == 0 { return true }
+    return a[0] == b[0] && a[n >> 1] == b[n >> 1] && a[n - 1] == b[n - 1]
 }
 
 /// A position in a line; every step fails (false/nil) rather than skip what it does not expect.
@@ -490,6 +497,9 @@ struct Cursor {
         self.base = base
         self.end = end
     }
+
+    /// The whole line.
+    var line: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base, count: end) }
 
     /// Consumes `byte` when it is next.
     @inline(__always)

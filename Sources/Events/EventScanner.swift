@@ -313,10 +313,24 @@ struct TapeParser {
 func plainStringEnd(_ bytes: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
     var i = from
     let base = UnsafeRawPointer(bytes.baseAddress!)
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let highs: UInt64 = 0x8080_8080_8080_8080
     // Eight bytes at a time while none is a quote, a backslash, a control or non-ASCII byte.
     while i + 8 <= bytes.count {
         let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-        if w & 0x8080_8080_8080_8080 != 0 || JSONWriter.mayHoldQuoteBackslashOrControl(w) { break }
+        if w & highs != 0 || JSONWriter.mayHoldQuoteBackslashOrControl(w) {
+            // Settled in this word, without a byte loop: the first quote's position is exact (a
+            // zero byte of w ^ "\"\"..."), and the string is plain when no byte before it is
+            // special (the bytes from the quote on replaced by a plain 'a' for the same test).
+            let x = w ^ (ones &* 0x22)
+            let quotes = (x &- ones) & ~x & highs
+            guard quotes != 0 else { return nil }
+            let q = quotes.trailingZeroBitCount >> 3
+            let before: UInt64 = q == 0 ? 0 : ~0 >> (64 - 8 * UInt64(q))
+            let plain = w & before | (ones &* 0x61) & ~before
+            if plain & highs != 0 || JSONWriter.mayHoldQuoteBackslashOrControl(plain) { return nil }
+            return i + q
+        }
         i += 8
     }
     while i < bytes.count {
@@ -339,6 +353,67 @@ struct BytePattern {
         /// Greedy is the only way: the next atom needs a byte this one cannot take (or there is
         /// none), so giving bytes back can never help; the match goes on without backtracking.
         var possessive = false
+        /// The set as a few byte ranges, tested eight bytes at a time (nil: too many ranges).
+        var ranges: ByteRanges?
+        /// A run of single-byte atoms (`aws:dynamodb:`) merged into one: its bytes are
+        /// `literals[literal]`, compared at once; `set`, `min` and `max` are then unused.
+        var literal: Range<Int>?
+    }
+
+    /// At most six ranges of ASCII bytes, tested on eight bytes at once: for each range the
+    /// constants that, added to a byte's low seven bits, set its high bit when the byte is at or
+    /// above the range's low end, and when it is above its high end. No sum carries into the
+    /// next byte (each stays below 0x100), so one 64-bit add tests eight bytes.
+    struct ByteRanges {
+        static let ones: UInt64 = 0x0101_0101_0101_0101
+        static let highs: UInt64 = 0x8080_8080_8080_8080
+        var atLeast: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+        var above: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+        /// More than three ranges: the last three slots are tested too.
+        var wide = false
+
+        /// Nil when `set` holds a byte of 0x80 or more, or is more than six ranges.
+        init?(_ set: ByteSet) {
+            guard set.w2 | set.w3 == 0 else { return nil }
+            var lows: [UInt64] = []
+            var highs: [UInt64] = []
+            var b = 0
+            while b < 128 {
+                guard set.contains(UInt8(b)) else {
+                    b += 1
+                    continue
+                }
+                let lo = b
+                while b < 128, set.contains(UInt8(b)) { b += 1 }
+                lows.append((0x80 - UInt64(lo)) &* Self.ones)
+                highs.append((0x7F - UInt64(b - 1)) &* Self.ones)
+            }
+            guard !lows.isEmpty, lows.count <= 6 else { return nil }
+            wide = lows.count > 3
+            // Unused slots repeat the first range (an OR of the same test).
+            while lows.count < 6 {
+                lows.append(lows[0])
+                highs.append(highs[0])
+            }
+            atLeast = (lows[0], lows[1], lows[2], lows[3], lows[4], lows[5])
+            above = (highs[0], highs[1], highs[2], highs[3], highs[4], highs[5])
+        }
+
+        /// The high bit of each byte of `w` (little-endian) that is in the set.
+        @inline(__always)
+        func members(_ w: UInt64) -> UInt64 {
+            let low7 = w & ~Self.highs
+            var m = (low7 &+ atLeast.0) & ~(low7 &+ above.0)
+            m |= (low7 &+ atLeast.1) & ~(low7 &+ above.1)
+            m |= (low7 &+ atLeast.2) & ~(low7 &+ above.2)
+            if wide {
+                m |= (low7 &+ atLeast.3) & ~(low7 &+ above.3)
+                m |= (low7 &+ atLeast.4) & ~(low7 &+ above.4)
+                m |= (low7 &+ atLeast.5) & ~(low7 &+ above.5)
+            }
+            // A byte of 0x80 or more is never a member.
+            return m & ~w & Self.highs
+        }
     }
 
     /// 256 bits, one per byte value.
@@ -365,7 +440,12 @@ struct BytePattern {
             return (b < 128 ? lo : hi) & (UInt64(1) << UInt64(b & 63)) != 0
         }
     }
-    var alternatives: [[Atom]] = []
+    /// Every alternative's atoms, one after another: alternative `i` is `atoms[starts[i]..<starts[i + 1]]`
+    /// (one array, so a match borrows one buffer instead of retaining an array per alternative).
+    var atoms: [Atom] = []
+    var starts: [Int] = [0]
+    /// The bytes of the merged literal runs.
+    var literals: [UInt8] = []
     /// Each alternative's possible match lengths, to skip the ones a string cannot match.
     var lengths: [ClosedRange<Int>] = []
     var forbiddenPrefix: [UInt8]?
@@ -395,12 +475,44 @@ struct BytePattern {
             for i in atoms.indices {
                 atoms[i].possessive = atoms[i].min == atoms[i].max || i == atoms.count - 1
                     || (atoms[i + 1].min >= 1 && atoms[i].set.isDisjoint(with: atoms[i + 1].set))
+                atoms[i].ranges = ByteRanges(atoms[i].set)
             }
-            alternatives.append(atoms)
             let lo = atoms.reduce(0) { $0 + $1.min }
             let hi = atoms.reduce(0) { $0 > Int.max - $1.max ? Int.max : $0 + $1.max }
             lengths.append(lo...hi)
+            self.atoms += mergingLiterals(atoms)
+            starts.append(self.atoms.count)
         }
+    }
+
+    /// `atoms` with each run of two or more single-byte atoms (one byte, exactly once) made one
+    /// literal atom, its bytes appended to `literals`.
+    private mutating func mergingLiterals(_ atoms: [Atom]) -> [Atom] {
+        func byte(_ a: Atom) -> UInt8? {
+            guard a.min == 1, a.max == 1 else { return nil }
+            let words = [a.set.w0, a.set.w1, a.set.w2, a.set.w3]
+            guard words.reduce(0, { $0 + $1.nonzeroBitCount }) == 1, let w = words.firstIndex(where: { $0 != 0 })
+            else { return nil }
+            return UInt8(w * 64 + words[w].trailingZeroBitCount)
+        }
+        var out: [Atom] = []
+        var i = 0
+        while i < atoms.count {
+            var run: [UInt8] = []
+            while i + run.count < atoms.count, let b = byte(atoms[i + run.count]) { run.append(b) }
+            if run.count >= 2 {
+                var atom = atoms[i]
+                atom.literal = literals.count..<(literals.count + run.count)
+                (atom.min, atom.max, atom.possessive, atom.ranges) = (run.count, run.count, true, nil)
+                literals += run
+                out.append(atom)
+                i += run.count
+            } else {
+                out.append(atoms[i])
+                i += 1
+            }
+        }
+        return out
     }
 
     static let printable = (0..<256).map { $0 >= 0x20 && $0 < 0x7F }
@@ -498,33 +610,71 @@ struct BytePattern {
         return atoms
     }
 
-    /// Whether bytes (printable ASCII, as the tape guarantees) match.
+    /// Whether the bytes `b[r]` (printable ASCII, as the tape guarantees) match. `b` is the whole
+    /// line: the match looks only at `r`, but loads whole words wherever `b` has them.
     func matches(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Bool {
         if let forbiddenPrefix {
             guard !r.isEmpty else { return false }
             guard r.count >= forbiddenPrefix.count else { return true }
-            return !zip(b[r], forbiddenPrefix).allSatisfy { $0 == $1 }
+            return forbiddenPrefix.withUnsafeBufferPointer { p in
+                !equalBytes(b.baseAddress! + r.lowerBound, p.baseAddress!, p.count)
+            }
         }
-        // Indexed, not enumerated: enumerating copied (retained) each alternative per call.
-        for i in alternatives.indices where lengths[i].contains(r.count) {
-            let ok = alternatives[i].withUnsafeBufferPointer { Self.match($0, 0, b, r.lowerBound, r.upperBound) }
-            if ok { return true }
+        return atoms.withUnsafeBufferPointer { atoms in
+            lengths.withUnsafeBufferPointer { lengths in
+                starts.withUnsafeBufferPointer { starts in
+                    literals.withUnsafeBufferPointer { literals in
+                        for i in 0..<lengths.count where lengths[i].contains(r.count) {
+                            let alternative = UnsafeBufferPointer(rebasing: atoms[starts[i]..<starts[i + 1]])
+                            if Self.match(alternative, 0, b, r.lowerBound, r.upperBound, literals) { return true }
+                        }
+                        return false
+                    }
+                }
+            }
         }
-        return false
     }
 
     /// Matches `atoms[a...]` against `b[pos..<end]`: possessive atoms in a loop, backtracking
     /// (by recursion) only at the atoms that may need to give bytes back.
     static func match(
-        _ atoms: UnsafeBufferPointer<Atom>, _ first: Int, _ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int
+        _ atoms: UnsafeBufferPointer<Atom>, _ first: Int, _ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int,
+        _ literals: UnsafeBufferPointer<UInt8>
     ) -> Bool {
         var a = first
         var pos = start
         while a < atoms.count {
             let atom = atoms[a]
+            if let literal = atom.literal {
+                guard end - pos >= literal.count,
+                    equalBytes(b.baseAddress! + pos, literals.baseAddress! + literal.lowerBound, literal.count)
+                else { return false }
+                pos += literal.count
+                a += 1
+                continue
+            }
             var k = 0
             let limit = Swift.min(atom.max, end - pos)
-            if atom.set.w2 | atom.set.w3 == 0 {
+            if let ranges = atom.ranges {
+                // Eight bytes at a time (a word may reach past the string, within the line) while
+                // all are members; then up to the first that is not.
+                let raw = UnsafeRawPointer(b.baseAddress!)
+                while k < limit {
+                    guard pos + k + 8 <= b.count else {
+                        while k < limit, ranges.members(UInt64(b[pos + k])) & 0x80 != 0 { k += 1 }
+                        break
+                    }
+                    let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: pos + k, as: UInt64.self))
+                    let outside = ~ranges.members(w) & ByteRanges.highs
+                    let run = outside == 0 ? 8 : outside.trailingZeroBitCount >> 3
+                    if k + run >= limit {
+                        k = limit
+                        break
+                    }
+                    k += run
+                    if run < 8 { break }
+                }
+            } else if atom.set.w2 | atom.set.w3 == 0 {
                 // An ASCII-only set (every pattern here): one word select per byte; a byte of
                 // 0x80 or more is never in it.
                 let (w0, w1) = (atom.set.w0, atom.set.w1)
@@ -544,7 +694,7 @@ struct BytePattern {
             }
             var n = k
             while n >= atom.min {
-                if match(atoms, a + 1, b, pos + n, end) { return true }
+                if match(atoms, a + 1, b, pos + n, end, literals) { return true }
                 n -= 1
             }
             return false

@@ -118,21 +118,22 @@ public final class NDJSONPublisher: Sendable {
         let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount - 1))
         let queue = ChunkQueue(capacity: 2 * workers + 2, workers: workers)
         let unreadable = Unreadable()
+        if !Thread.isMainThread { nameThread("hs-publish") }
         let reading = Thread { [self] in
+            nameThread("hs-publish-read")
             read(into: queue, unreadable: unreadable)
             queue.closeJobs()
         }
-        reading.name = "publish-read"
         reading.start()
         for n in 0..<workers {
             let checking = Thread { [self] in
+                nameThread("hs-publish-chk\(n)")
                 var scanner = fastPath.map(EventScanner.init(schema:))
                 while let job = queue.nextJob() {
                     queue.finish(job.sequence, check(job, scanner: &scanner))
                 }
                 queue.workerDone()
             }
-            checking.name = "publish-check-\(n)"
             checking.start()
         }
 
@@ -153,7 +154,11 @@ public final class NDJSONPublisher: Sendable {
             // Fast-path records point into the chunk's bytes instead of being copied; the bytes
             // stay pinned until every one of them has its delivery report. With no free slot,
             // records are copied as before.
-            let slot = pinned.pin(chunk.bytes)
+            // The slot holds one count per item plus the producer's own, taken at once (not a lock
+            // per record); what was not enqueued from it is given back after the chunk.
+            let holds = chunk.items.count + 1
+            let slot = pinned.pin(chunk.bytes, holds: holds)
+            var enqueued = 0
             noticeFatal()
             var read = 0
             chunk.bytes.withUnsafeBufferPointer { all in
@@ -181,6 +186,7 @@ public final class NDJSONPublisher: Sendable {
                         switch item {
                         case .fast(let r, let fields, _):
                             outcome = sendFast(UnsafeBufferPointer(rebasing: all[r]), fields, tag: tag, pinnedIn: slot)
+                            if case .sent = outcome, slot != nil { enqueued += 1 }
                         case .event(let key, let value, let headers, _):
                             outcome = send(key: key, value: value, headers: headers, tag: tag)
                         case .rejected(let why, _): outcome = .rejected(why)
@@ -211,7 +217,7 @@ public final class NDJSONPublisher: Sendable {
             // Drop this reference first, so the reader gets the buffer back unshared (no copy).
             if let slot {
                 chunk.bytes = []
-                pinned.release(slot)
+                pinned.release(slot, count: holds - enqueued)
             } else {
                 let bytes = chunk.bytes
                 chunk.bytes = []
@@ -316,8 +322,6 @@ public final class NDJSONPublisher: Sendable {
             let sent = try outlet.send(
                 scanned: line, f, tag: slot.map { Tag.pinned(tag, slot: $0) } ?? tag, copy: slot == nil,
                 shouldStop: { self.shouldStop })
-            // The slot's count can only reach zero after this: the producer holds it too.
-            if sent == .enqueued, let slot { pinned.retain(slot) }
             return outcome(sent)
         } catch {
             return error.isFatal ? .fatal(error) : .notSent(error.description)
@@ -373,6 +377,13 @@ public final class NDJSONPublisher: Sendable {
             return error.isFatal ? .fatal(error) : .notSent(error.description)
         }
     }
+}
+
+/// Names the calling OS thread (at most 15 bytes), so `top -H` and profiles tell the reading,
+/// checking and producing threads apart (Foundation's `Thread.name` does not reach it on Linux).
+private func nameThread(_ name: String) {
+    // As the Kafka poll thread names itself: glibc's pthread_setname_np is not visible to Swift.
+    try? name.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
 }
 
 /// Checked lines handed from the reading thread to the producing one; `bytes` holds the lines.
@@ -504,19 +515,24 @@ final class ChunkQueue: @unchecked Sendable {
         return chunk
     }
 
+    /// Buffers kept for reuse. Records hold their chunk's buffer until their delivery reports,
+    /// so many buffers come back at once when a batch is acknowledged; keeping only a few made
+    /// the reader allocate (and fault in) a fresh megabyte for most chunks.
+    static let spareLimit = 32
+
     /// Takes the caller's reference (`consuming`): a buffer still shared when the reader takes
     /// it back would be copied whole on its first write.
     func recycle(_ buffer: consuming [UInt8]) {
         guard buffer.count >= LineReader.blockSize else { return }
         condition.lock()
-        if spare.count < capacity + 2 { spare.append(consume buffer) }
+        if spare.count < Self.spareLimit { spare.append(consume buffer) }
         condition.unlock()
     }
 
     func buffer() -> [UInt8] {
         condition.lock()
         defer { condition.unlock() }
-        return spare.popLast() ?? [UInt8](repeating: 0, count: LineReader.blockSize)
+        return spare.popLast() ?? LineReader.block()
     }
 }
 
@@ -545,7 +561,8 @@ enum Tag {
 }
 
 /// Chunk buffers that records point into (produced without RD_KAFKA_MSG_F_COPY): a slot holds
-/// a buffer and counts the records not yet reported plus the producer's own hold; at zero the
+/// a buffer and counts the records that may still point into it plus the producer's own hold
+/// (taken for every item of the chunk at once, the unused ones given back after it); at zero the
 /// buffer goes back to the reader's pool. Saves librdkafka a large allocation and a copy per
 /// record. A bounded number of slots: when none is free, records are copied instead.
 final class PinnedBuffers: @unchecked Sendable {
@@ -563,22 +580,22 @@ final class PinnedBuffers: @unchecked Sendable {
         set { lock.withLock { _recycler = newValue } }
     }
 
-    /// A slot holding `bytes` with the caller's hold (count 1), or nil when none is free.
-    func pin(_ bytes: [UInt8]) -> Int? {
+    /// A slot holding `bytes` with `holds` counts (the caller's, and one per record that may
+    /// point into it), or nil when none is free.
+    func pin(_ bytes: [UInt8], holds: Int) -> Int? {
         lock.withLock {
             guard let slot = free.popLast() else { return nil }
             buffers[slot] = bytes
-            counts[slot] = 1
+            counts[slot] = holds
             return slot
         }
     }
 
-    func retain(_ slot: Int) { lock.withLock { counts[slot] += 1 } }
-
-    func release(_ slot: Int) {
+    /// Gives back `count` holds; the last one sends the buffer to the recycler.
+    func release(_ slot: Int, count: Int = 1) {
         var bytes: [UInt8]?
         let recycle = lock.withLock { () -> (@Sendable (consuming [UInt8]) -> Void)? in
-            counts[slot] -= 1
+            counts[slot] -= count
             guard counts[slot] == 0 else { return nil }
             bytes = buffers[slot].take()
             free.append(slot)
@@ -620,7 +637,13 @@ public struct LineReader {
     public init(fd: Int32, buffer: [UInt8] = [], maxLineBytes: Int = LineReader.defaultMaxLineBytes) {
         self.fd = fd
         self.maxLineBytes = maxLineBytes
-        self.buffer = buffer.count >= Self.blockSize ? buffer : [UInt8](repeating: 0, count: Self.blockSize)
+        self.buffer = buffer.count >= Self.blockSize ? buffer : Self.block()
+    }
+
+    /// A buffer of `count` bytes, not zeroed first: only bytes `read` or copied in are ever
+    /// looked at (zeroing a megabyte per chunk showed in the reading thread's profile).
+    static func block(_ count: Int = blockSize) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 
     /// True when everything has been read and returned.
@@ -665,9 +688,9 @@ public struct LineReader {
     /// borrowed one made the first write below copy the whole megabyte).
     mutating func takeBuffer(replacement: consuming [UInt8]) -> [UInt8] {
         var next = consume replacement
-        if next.count < Self.blockSize { next = [UInt8](repeating: 0, count: Self.blockSize) }
+        if next.count < Self.blockSize { next = Self.block() }
         let tail = end - start
-        if next.count < tail { next = [UInt8](repeating: 0, count: tail * 2) }
+        if next.count < tail { next = Self.block(tail * 2) }
         if tail > 0 {
             next.withUnsafeMutableBytes { dst in
                 buffer.withUnsafeBytes { src in _ = memcpy(dst.baseAddress!, src.baseAddress! + start, tail) }

@@ -37,12 +37,13 @@ final class RDKafkaClient: @unchecked Sendable {
         if type == RD_KAFKA_PRODUCER {
             rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
                 guard let message, let opaque else { return }
-                let context = Unmanaged<RDKafkaContext>.fromOpaque(opaque).takeUnretainedValue()
                 let m = message.pointee
                 let report = KafkaDeliveryReport(
                     tag: UInt64(UInt(bitPattern: m._private)), partition: m.partition, offset: m.offset,
                     error: m.err.isError ? KafkaError(m.err) : nil)
-                context.onDelivery?(report)
+                // Borrowed, not retained: the client (which owns the context) outlives its callbacks,
+                // and this runs once per message.
+                Unmanaged<RDKafkaContext>.fromOpaque(opaque)._withUnsafeGuaranteedRef { $0.onDelivery?(report) }
             }
         }
         rd_kafka_conf_set_error_cb(conf) { rk, err, reason, opaque in
