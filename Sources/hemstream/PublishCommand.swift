@@ -1,4 +1,3 @@
-import AWSWire
 import ArgumentParser
 import Dispatch
 import Events
@@ -52,10 +51,6 @@ struct PublishCommand: AsyncParsableCommand {
 
     func run() async throws {
         log.bootstrap()
-        // librdkafka's batch buffers and the chunks records point into are large and come and go
-        // per batch: kept in the heap, they are not faulted in again each time (the broker
-        // thread's CPU per event fell ~12 % in paired runs; README "Measured: publish").
-        MemoryTuning.keepLargeBlocksInHeap()
         let fail = { (message: String) -> ExitCode in
             Console.line("hemstream publish: \(message)")
             return ExitCode.failure
