@@ -51,11 +51,27 @@ public struct StreamPosition: Sendable, Hashable {
 
 /// One encoded change event (CloudEvents 1.0 JSON, keys sorted), written straight to bytes.
 public struct ChangeEvent: Sendable {
-    public var id: String, type: String, hem: String
+    public var type: String, hem: String
     /// The event as it is sent.
     public var bytes: [UInt8]
     /// The stream records behind the event (also in the event's data.positions).
     public var positions: [StreamPosition] = []
+    /// Where the record's key (data.hem), id, type and specversion sit in `bytes`, for sending
+    /// the event from its own bytes (no key array or header Strings per event); nil when the hem
+    /// needed escaping, so the key is not a slice of the bytes.
+    var ranges: Ranges?
+    struct Ranges: Sendable {
+        var key: Range<Int>, id: Range<Int>, type: Range<Int>, specversion: Range<Int>
+    }
+    /// `ranges` as the publish path's scanner gives them (what `KafkaOutlet.send(scanned:)` takes).
+    public var fields: EventScanner.Fields? {
+        ranges.map { EventScanner.Fields(key: $0.key, id: $0.id, type: $0.type, specversion: $0.specversion) }
+    }
+    /// The event's deterministic id (read back from `bytes`: no String is made per event).
+    public var id: String {
+        if let r = ranges?.id { return String(decoding: bytes[r], as: UTF8.self) }
+        return json["id"]?.stringValue ?? ""
+    }
     public func encoded() -> [UInt8] { bytes }
     /// The event as a JSON tree (tests and tools; parsed from `bytes`).
     public var json: JSON { (try? JSON.parse(bytes)) ?? .null }
@@ -422,7 +438,9 @@ public struct ChangeDetector: Sendable {
         w.appendLiteral("{\"data\":{\"changes\":[")
         if writeDiff(&w, from: old, to: new) == 0, dropIfUnchanged { return nil }
         w.appendLiteral("],\"hem\":")
+        let hemStart = w.bytes.count + 1
         w.appendQuoted(hem)
+        let hemRange = hemStart..<(w.bytes.count - 1)
         if partnerMissing { w.appendLiteral(",\"partner_missing\":true") }
         w.appendLiteral(",\"positions\":[")
         for (k, p) in positions.enumerated() {
@@ -437,57 +455,102 @@ public struct ChangeDetector: Sendable {
             w.appendLiteral("}")
         }
         w.appendLiteral("],\"updated_at\":")
-        Self.writeStringOrNull(&w, updatedAt.string("updated_at"))
+        Self.writeStringOrNull(&w, updatedAt, "updated_at")
         w.appendLiteral(",\"vup_id_after\":")
         Self.writeStringOrNull(&w, after)
         w.appendLiteral(",\"vup_id_before\":")
         Self.writeStringOrNull(&w, before)
-        let id = Self.eventID(hem: hem, positions: positions)
         w.appendLiteral(
             "},\"datacontenttype\":\"application/json\",\"dataschema\":\"https://schemas.hemstream.dev/events/change-event.v1.json\",\"id\":"
         )
-        w.appendQuoted(id)
+        let idStart = w.bytes.count + 1
+        Self.appendEventID(&w, hem: hem, positions: positions)
+        let idRange = idStart..<(w.bytes.count - 1)
         w.appendLiteral(",\"source\":")
         w.appendQuoted(source)
         w.appendLiteral(",\"specversion\":\"1.0\",\"subject\":")
+        let specEnd = w.bytes.count - 12
         w.appendQuoted(hem)
         w.appendLiteral(",\"time\":")
         Self.appendQuotedUTCTimestamp(&w, time)
         w.appendLiteral(",\"type\":")
+        let typeStart = w.bytes.count + 1
         w.appendQuoted(type)
+        let typeRange = typeStart..<(w.bytes.count - 1)
         w.appendLiteral("}")
-        return ChangeEvent(id: id, type: type, hem: hem, bytes: w.bytes, positions: positions)
+        // The key is a slice of the bytes when the hem was written as it is (no escapes).
+        let plainHem = hemRange.count == hem.utf8.count
+        return ChangeEvent(
+            type: type, hem: hem, bytes: w.bytes, positions: positions,
+            ranges: plainHem
+                ? ChangeEvent.Ranges(key: hemRange, id: idRange, type: typeRange, specversion: (specEnd - 3)..<specEnd) : nil)
     }
 
     static func writeStringOrNull(_ w: inout JSONWriter, _ s: String?) {
         if let s { w.appendQuoted(s) } else { w.appendLiteral("null") }
     }
 
-    /// The event's deterministic id: SHA-256 of the hem and its records' positions. The hem is
-    /// part of it: one record names one hem, and a server that gave two records one sequence
-    /// number (moto 5.2.1 does under concurrent writes) cannot merge two events.
-    static func eventID(hem: String, positions: [StreamPosition]) -> String {
-        var sha = SHA256()
-        /// Hashed piece by piece from the strings' own bytes (one input array per event was a
-        /// copy and an allocation per record).
-        func feed(_ s: String) {
-            var s = s
-            s.withUTF8 { sha.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+    /// Attribute `name` of `image` when it is a string, else null: a plain string is written from
+    /// the image's bytes (no String made for it).
+    static func writeStringOrNull(_ w: inout JSONWriter, _ image: ItemImage, _ name: StaticString) {
+        guard let i = image.index(name) else { return w.appendLiteral("null") }
+        guard image.attributes[i].plainString else { return writeStringOrNull(&w, image.string(at: i)) }
+        image.withText(at: i) { w.appendQuoted(utf8: $0) }
+    }
+
+    /// Writes the event's deterministic id, quoted: SHA-256 of the hem and its records'
+    /// positions, in hex. The hem is part of it: one record names one hem, and a server that
+    /// gave two records one sequence number (moto 5.2.1 does under concurrent writes) cannot
+    /// merge two events.
+    static func appendEventID(_ w: inout JSONWriter, hem: String, positions: [StreamPosition]) {
+        let digest = eventDigest(hem: hem, positions: positions)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 66) { out in
+            out[0] = 0x22
+            digest.withUnsafeBytes { raw in
+                for (i, b) in raw.enumerated() {
+                    out[1 + 2 * i] = hexDigits[Int(b >> 4)]
+                    out[2 + 2 * i] = hexDigits[Int(b & 15)]
+                }
+            }
+            out[65] = 0x22
+            w.appendLiteral(UnsafeBufferPointer(out))
         }
-        func feed(_ text: StaticString) {
-            sha.update(bufferPointer: UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-        }
-        feed(hem)
+    }
+
+    /// The event id's digest. One record's input is gathered into one buffer and hashed with
+    /// one call (a call per piece cost more than the hashing).
+    static func eventDigest(hem: String, positions: [StreamPosition]) -> SHA256.Digest {
         if positions.count == 1 {
             let p = positions[0]
-            feed("\n")
-            feed(p.streamARN)
-            feed("|")
-            feed(p.shardID)
-            feed("|")
-            feed(p.sequenceNumber)
-            return hex(sha.finalize())
+            var hem = hem, arn = p.streamARN, shard = p.shardID, seq = p.sequenceNumber
+            let count = hem.utf8.count + arn.utf8.count + shard.utf8.count + seq.utf8.count + 3
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { buffer in
+                var n = 0
+                func put(_ s: inout String) {
+                    s.withUTF8 { u in
+                        if let base = u.baseAddress { (buffer.baseAddress! + n).update(from: base, count: u.count) }
+                        n += u.count
+                    }
+                }
+                func put(_ c: Character) {
+                    buffer[n] = c.asciiValue!
+                    n += 1
+                }
+                put(&hem)
+                put("\n")
+                put(&arn)
+                put("|")
+                put(&shard)
+                put("|")
+                put(&seq)
+                var sha = SHA256()
+                sha.update(bufferPointer: UnsafeRawBufferPointer(start: buffer.baseAddress, count: n))
+                return sha.finalize()
+            }
         }
+        var sha = SHA256()
+        var hem = hem
+        hem.withUTF8 { sha.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         var parts = positions.map { p in
             var b: [UInt8] = []
             b.reserveCapacity(p.streamARN.utf8.count + p.shardID.utf8.count + p.sequenceNumber.utf8.count + 2)
@@ -500,10 +563,10 @@ public struct ChangeDetector: Sendable {
         }
         if parts.count > 1 { parts.sort { $0.lexicographicallyPrecedes($1) } }
         for p in parts {
-            feed("\n")
+            sha.update(data: [UInt8(ascii: "\n")])
             p.withUnsafeBytes { sha.update(bufferPointer: $0) }
         }
-        return hex(sha.finalize())
+        return sha.finalize()
     }
 
     static let hexDigits = Array("0123456789abcdef".utf8)

@@ -218,7 +218,7 @@ public struct ItemImage: Sendable {
 
     /// `string(name)`, but `known` itself when the text is the same (no new String for a value
     /// the caller holds already, such as a key from the record's `Keys`).
-    func string(_ name: StaticString, reusing known: String?) -> String? {
+    public func string(_ name: StaticString, reusing known: String?) -> String? {
         guard let i = index(name) else { return nil }
         if var known, attributes[i].plainString {
             let a = attributes[i]
@@ -232,6 +232,14 @@ public struct ItemImage: Sendable {
             if same { return known }
         }
         return string(at: i)
+    }
+
+    /// The text of plain-string attribute `i` (`attributes[i].plainString`), as bytes.
+    func withText<R>(at i: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        let a = attributes[i]
+        return bytes.withUnsafeBufferPointer { b in
+            body(UnsafeBufferPointer(rebasing: b[Int(a.value.lowerBound + 6)..<Int(a.value.upperBound - 2)]))
+        }
     }
 
     func string(at i: Int) -> String? {

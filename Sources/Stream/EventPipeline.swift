@@ -66,13 +66,50 @@ public final class EventPipeline: Sendable {
         var oldestUnsettled: Double? { head < entries.count ? entries[head].time : nil }
     }
 
+    /// One message in flight: its records, when it was sent, and its bytes (held for the sink
+    /// until the acknowledgement).
+    struct Message {
+        var positions: [StreamPosition]
+        var sent: ContinuousClock.Instant
+        var bytes: [UInt8]
+    }
+
+    /// Messages in flight, found by tag with arithmetic: tags are handed out in order, so
+    /// message `tag` sits at `slots[tag - firstTag]` until its report empties the slot, and the
+    /// reported front is dropped. (A dictionary by tag cost two hashes and a bucket a message.)
+    struct Messages {
+        var slots: [Message?] = []
+        var head = 0
+        /// The tag of `slots[0]`.
+        var firstTag: UInt64 = 1
+        var nextTag: UInt64 { firstTag + UInt64(slots.count) }
+
+        mutating func add(_ m: Message) -> UInt64 {
+            slots.append(m)
+            return nextTag - 1
+        }
+
+        /// Takes message `tag` out (nil when it is not in flight).
+        mutating func remove(_ tag: UInt64) -> Message? {
+            guard tag >= firstTag, tag < nextTag else { return nil }
+            let i = Int(tag - firstTag)
+            guard i >= head, let m = slots[i] else { return nil }
+            slots[i] = nil
+            while head < slots.count, slots[head] == nil { head += 1 }
+            if head > 4096, head * 2 > slots.count {
+                slots.removeFirst(head)
+                firstTag += UInt64(head)
+                head = 0
+            }
+            return m
+        }
+    }
+
     struct State {
         var detector: ChangeDetector
         var ledgers: [String: Ledger] = [:]
-        /// Each message in flight: its records, when it was sent, and its bytes (held for the
-        /// sink until the acknowledgement).
-        var tags: [UInt64: (positions: [StreamPosition], sent: ContinuousClock.Instant, bytes: [UInt8])] = [:]
-        var nextTag: UInt64 = 1
+        /// The messages sent and not yet acknowledged, by tag.
+        var messages = Messages()
         var fatal: String?
         var inFlight = 0
         /// The other half of `acks`' double buffer (swapped, so draining allocates nothing).
@@ -161,11 +198,12 @@ public final class EventPipeline: Sendable {
         }
         metrics.noOps.record(Double(noOps))
         let sink = self.sink
+        let kafka = sink as? KafkaOutlet
         var counts = EventCounts()
         defer { counts.add(to: metrics) }
         for (event, dlq, tag) in sends {
             if let event {
-                try emit(event, tag: tag, sink: sink, counts: &counts)
+                try emit(event, tag: tag, sink: sink, kafka: kafka, counts: &counts)
             } else {
                 let sent = try sink.send(key: [], value: dlq!.bytes, headers: nil, tag: tag, toDLQ: true)
                 if sent == .blockedPII {
@@ -219,17 +257,33 @@ public final class EventPipeline: Sendable {
             return sends
         }
         let sink = self.sink
+        let kafka = sink as? KafkaOutlet
         var counts = EventCounts()
         defer { counts.add(to: metrics) }
-        for (event, tag) in sends { try emit(event, tag: tag, sink: sink, counts: &counts) }
+        for (event, tag) in sends { try emit(event, tag: tag, sink: sink, kafka: kafka, counts: &counts) }
     }
 
     /// Sends one event through the outlet, whose PII guard stops an event holding an
     /// email-shaped string (a public field that carried an address): counted and logged by
     /// position, never sent.
-    func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventOutlet, counts: inout EventCounts) throws {
-        let headers = EventHeaders(id: event.id, type: event.type)
-        let sent = try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false)
+    /// To Kafka it goes from the event's own bytes and the ranges the detector noted (no key
+    /// array and header Strings per event); `messages` keeps the bytes alive until the report.
+    func emit(
+        _ event: ChangeEvent, tag: UInt64, sink: any EventOutlet, kafka: KafkaOutlet?, counts: inout EventCounts
+    ) throws {
+        let sent: Sent
+        if let kafka, let fields = event.fields {
+            if PIIGuard.containsEmailAddress(event.bytes) {
+                sent = .blockedPII
+            } else {
+                sent = try event.bytes.withUnsafeBufferPointer { line throws(KafkaError) in
+                    try kafka.send(scanned: line, fields, tag: tag, copy: false, shouldStop: { false })
+                }
+            }
+        } else {
+            let headers = EventHeaders(id: event.id, type: event.type)
+            sent = try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false)
+        }
         if sent == .blockedPII {
             metrics.piiBlocked.increment()
             let where_ = event.positions.map { "shard \($0.shardID) record \($0.sequenceNumber)" }.joined(separator: ", ")
@@ -263,7 +317,8 @@ public final class EventPipeline: Sendable {
             s.inFlight -= 1
             metrics.deliveryFailures.increment()
             if s.fatal == nil { s.fatal = error }
-            // Its records stay outstanding: the checkpoint never passes them.
+            // Its records stay outstanding: the checkpoint never passes them. Its bytes go.
+            _ = s.messages.remove(tag)
         }
     }
 
@@ -273,14 +328,22 @@ public final class EventPipeline: Sendable {
     func applyAcks(_ s: inout State) {
         acks.withLock { swap(&$0, &s.ackBatch) }
         guard !s.ackBatch.isEmpty else { return }
+        // A shard's ledger is taken out of the map while its records' acknowledgements come one
+        // after another (one hash of the shard id per run, not per record).
+        var current: (shardID: String, ledger: Ledger)?
         for (tag, at) in s.ackBatch {
             s.inFlight -= 1
-            guard let sent = s.tags.removeValue(forKey: tag) else { continue }
+            guard let sent = s.messages.remove(tag) else { continue }
             metrics.deliveryLatency.recordNanoseconds(Int64((at - sent.sent) / .nanoseconds(1)))
             for p in sent.positions {
-                s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.outstanding -= 1 }
+                if current?.shardID != p.shardID {
+                    if let c = current { s.ledgers[c.shardID] = c.ledger }
+                    current = s.ledgers.removeValue(forKey: p.shardID).map { (shardID: p.shardID, ledger: $0) }
+                }
+                current?.ledger.update(p.record, p.sequenceNumber) { $0.outstanding -= 1 }
             }
         }
+        if let c = current { s.ledgers[c.shardID] = c.ledger }
         s.ackBatch.removeAll(keepingCapacity: true)
     }
 
@@ -347,11 +410,8 @@ public final class EventPipeline: Sendable {
 
     /// A new message in flight: its tag, with its records, the time and its bytes.
     static func track(_ s: inout State, positions: [StreamPosition], bytes: [UInt8]) -> UInt64 {
-        let tag = s.nextTag
-        s.nextTag += 1
         s.inFlight += 1
-        s.tags[tag] = (positions, .now, bytes)
-        return tag
+        return s.messages.add(Message(positions: positions, sent: .now, bytes: bytes))
     }
 
     static func release(_ s: inout State, _ positions: [StreamPosition]) {
