@@ -24,15 +24,13 @@ public struct FieldClassification: Sendable {
         return FieldClassification(classes: c)
     }
     public func classOf(_ field: String) -> Class { classes[field] ?? .pii }
-    func classOf(_ name: ArraySlice<UInt8>) -> Class {
-        name.withUnsafeBufferPointer { name in
-            for (n, c) in byName where n.count == name.count {
-                if name.isEmpty || n.withUnsafeBufferPointer({ memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0 }) {
-                    return c
-                }
+    func classOf(_ name: UnsafeBufferPointer<UInt8>) -> Class {
+        for (n, c) in byName where n.count == name.count {
+            if name.isEmpty || n.withUnsafeBufferPointer({ memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0 }) {
+                return c
             }
-            return .pii
         }
+        return .pii
     }
 }
 
@@ -216,6 +214,8 @@ public struct ChangeDetector: Sendable {
                 out.events.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
             } else {
                 if let stale = pending[hem] { pending[hem] = nil; out.events.append(settle(hem: hem, stale)) }
+                var me = me
+                me.image = me.image.detached()
                 pending[hem] = me
                 expiries.push(.init(time: time, token: token, hem: hem))
                 out.held = true
@@ -342,25 +342,58 @@ public struct ChangeDetector: Sendable {
     }
 
     /// HMAC-SHA256 of a value's canonical JSON text, with the operator's key (none: no hash).
-    func hash(_ canonicalValue: ArraySlice<UInt8>) -> String? {
+    func hash(_ canonicalValue: UnsafeBufferPointer<UInt8>) -> String? {
         guard let key = piiKey else { return nil }
         return Self.hex(HMAC<SHA256>.authenticationCode(for: Array(canonicalValue), using: SymmetricKey(data: key)))
     }
 
     /// Writes the field-level diff over non-key, non-bookkeeping attributes (absent image: no
     /// attributes) as the members of `changes`, by field name; PII values are never copied,
-    /// only hashed with the operator's key. Returns how many changes it wrote.
+    /// only hashed with the operator's key. Returns how many changes it wrote. Names and values
+    /// are compared in place, as bytes (no slices of the images' arrays).
     func writeDiff(_ w: inout JSONWriter, from old: ItemImage?, to new: ItemImage?) -> Int {
         let o = old ?? ItemImage(), n = new ?? ItemImage()
+        return o.bytes.withUnsafeBufferPointer { ob in
+            n.bytes.withUnsafeBufferPointer { nb in
+                o.list.withUnsafeBufferPointer { ol in
+                    n.list.withUnsafeBufferPointer { nl in
+                        writeDiff(
+                            &w, DiffSide(bytes: ob, attributes: UnsafeBufferPointer(rebasing: ol[Int(o.span.lowerBound)..<Int(o.span.upperBound)])),
+                            DiffSide(bytes: nb, attributes: UnsafeBufferPointer(rebasing: nl[Int(n.span.lowerBound)..<Int(n.span.upperBound)])))
+                    }
+                }
+            }
+        }
+    }
+
+    /// One image as `writeDiff` walks it: its bytes and its attributes, sorted by name.
+    struct DiffSide {
+        let bytes: UnsafeBufferPointer<UInt8>
+        let attributes: UnsafeBufferPointer<ItemImage.Attribute>
+        var count: Int { attributes.count }
+        func name(_ i: Int) -> UnsafeBufferPointer<UInt8> { slice(attributes[i].name) }
+        func value(_ i: Int) -> UnsafeBufferPointer<UInt8> { slice(attributes[i].value) }
+        func slice(_ r: Range<Int32>) -> UnsafeBufferPointer<UInt8> {
+            UnsafeBufferPointer(start: bytes.baseAddress.map { $0 + Int(r.lowerBound) }, count: r.count)
+        }
+        /// memcmp order, then length: what `lexicographicallyPrecedes` gives for bytes.
+        static func compare(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Int {
+            let m = min(a.count, b.count)
+            let c = m == 0 ? 0 : Int(memcmp(a.baseAddress!, b.baseAddress!, m))
+            return c != 0 ? c : a.count - b.count
+        }
+    }
+
+    func writeDiff(_ w: inout JSONWriter, _ o: DiffSide, _ n: DiffSide) -> Int {
         var i = 0, j = 0, written = 0
         while i < o.count || j < n.count {
             var oi: Int?, nj: Int?
             if i < o.count, j < n.count {
-                let a = o.name(at: i), b = n.name(at: j)
-                if a.elementsEqual(b) {
+                let c = DiffSide.compare(o.name(i), n.name(j))
+                if c == 0 {
                     oi = i
                     nj = j
-                } else if a.lexicographicallyPrecedes(b) {
+                } else if c < 0 {
                     oi = i
                 } else {
                     nj = j
@@ -372,10 +405,10 @@ public struct ChangeDetector: Sendable {
             }
             if oi != nil { i += 1 }
             if nj != nil { j += 1 }
-            let name = oi.map { o.name(at: $0) } ?? n.name(at: nj!)
+            let name = oi.map { o.name($0) } ?? n.name(nj!)
             let cls = fields.classOf(name)
             if cls == .key || cls == .bookkeeping { continue }
-            if let oi, let nj, o.valueBytes(at: oi).elementsEqual(n.valueBytes(at: nj)) { continue }
+            if let oi, let nj, DiffSide.compare(o.value(oi), n.value(nj)) == 0 { continue }
             if written > 0 { w.appendLiteral(",") }
             written += 1
             w.appendLiteral("{")
@@ -386,12 +419,12 @@ public struct ChangeDetector: Sendable {
                 Self.writePublic(&w, o, oi)
                 w.appendLiteral(",\"class\":\"public\"")
             } else {
-                if let nj, let h = hash(n.valueBytes(at: nj)) {
+                if let nj, let h = hash(n.value(nj)) {
                     w.appendLiteral("\"after_hash\":")
                     w.appendQuoted(h)
                     w.appendLiteral(",")
                 }
-                if let oi, let h = hash(o.valueBytes(at: oi)) {
+                if let oi, let h = hash(o.value(oi)) {
                     w.appendLiteral("\"before_hash\":")
                     w.appendQuoted(h)
                     w.appendLiteral(",")
@@ -399,7 +432,7 @@ public struct ChangeDetector: Sendable {
                 w.appendLiteral("\"class\":\"pii\"")
             }
             w.appendLiteral(",\"field\":")
-            name.withUnsafeBufferPointer { w.appendQuoted(utf8: $0) }
+            w.appendQuoted(utf8: name)
             if oi == nil {
                 w.appendLiteral(",\"op\":\"added\"}")
             } else if nj == nil {
@@ -413,16 +446,16 @@ public struct ChangeDetector: Sendable {
 
     /// A public attribute's value in a diff: its string, else its canonical JSON text; null
     /// when absent.
-    static func writePublic(_ w: inout JSONWriter, _ image: ItemImage, _ i: Int?) {
+    static func writePublic(_ w: inout JSONWriter, _ image: DiffSide, _ i: Int?) {
         guard let i else { return w.appendLiteral("null") }
-        let v = image.valueBytes(at: i)
+        let v = image.value(i)
         if image.attributes[i].plainString {
             w.appendLiteral("\"")
-            w.appendLiteral(v.dropFirst(6).dropLast(2))
+            w.appendLiteral(UnsafeBufferPointer(rebasing: v[6..<(v.count - 2)]))
             w.appendLiteral("\"")
             return
         }
-        let value = image.value(at: i)
+        let value = (try? JSON.parse(Array(v))) ?? .null
         var t = JSONWriter()
         t.value(value["S"] ?? .string(value.serialized()))
         w.appendLiteral(t.bytes)
@@ -494,7 +527,7 @@ public struct ChangeDetector: Sendable {
     /// the image's bytes (no String made for it).
     static func writeStringOrNull(_ w: inout JSONWriter, _ image: ItemImage, _ name: StaticString) {
         guard let i = image.index(name) else { return w.appendLiteral("null") }
-        guard image.attributes[i].plainString else { return writeStringOrNull(&w, image.string(at: i)) }
+        guard image.attribute(i).plainString else { return writeStringOrNull(&w, image.string(at: i)) }
         image.withText(at: i) { w.appendQuoted(utf8: $0) }
     }
 

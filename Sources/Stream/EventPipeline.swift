@@ -163,6 +163,9 @@ public final class EventPipeline: Sendable {
             // shard id for every record and event.
             var ledger = s.ledgers.removeValue(forKey: shardID) ?? Ledger()
             defer { s.ledgers[shardID] = ledger }
+            // Records are read in place (`records[i]` of the array copied each one out: a retain
+            // and a release of its every String and buffer).
+            records.withUnsafeBufferPointer { records in
             for i in records.indices {
                 let seq = records[i].sequenceNumber ?? ""
                 let time = records[i].time ?? 0
@@ -192,6 +195,7 @@ public final class EventPipeline: Sendable {
                         sends.append((nil, (dlq, seq), Self.enqueue(&s, &ledger, of: shardID, positions: [pos], bytes: dlq)))
                     }
                 }
+            }
             }
             Self.release(&s, &ledger, of: shardID, s.detector.drainReleased())
             return s.detector.noOpModifies

@@ -523,10 +523,12 @@ public final class StreamWorker: Sendable {
     /// at a time).
     func departingHalves(_ records: [StreamRecord], shard: String) async -> Set<Int> {
         var arriving = Set<String>()
-        for r in records where r.eventName == "INSERT" {
+        // By index: `for r in records` copied each record out (a retain and a release of its
+        // every String and buffer).
+        for i in records.indices where records[i].eventName == "INSERT" {
             // previous_vup_id first: most INSERTs have none, and then no String is made.
-            guard let img = r.newImage, let from = img.string("previous_vup_id"),
-                let hem = img.string("hem", reusing: r.keyHem)
+            guard let img = records[i].newImage, let from = img.string("previous_vup_id"),
+                let hem = img.string("hem", reusing: records[i].keyHem)
             else { continue }
             arriving.insert(hem + "|" + from)
         }
@@ -539,7 +541,8 @@ public final class StreamWorker: Sendable {
         var lookups: [Lookup] = []
         var slot: [String: Int] = [:]
         var known = Set<Int>()
-        for (i, r) in records.enumerated() where r.eventName == "REMOVE" {
+        for i in records.indices where records[i].eventName == "REMOVE" {
+            let r = records[i]
             // The old image's keys, else (no image) the record's Keys.
             let keys =
                 r.oldImage.map { ($0.string("hem", reusing: r.keyHem), $0.string("vup_id", reusing: r.keyVupID)) }
