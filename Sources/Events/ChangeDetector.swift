@@ -151,6 +151,17 @@ public struct ChangeDetector: Sendable {
     public mutating func ingestTracked(
         _ r: StreamRecord, shardID: String, streamARN: String, record: Int = 0
     ) throws(RecordError) -> Outcome {
+        var out = Outcome()
+        out.held = try ingest(r, shardID: shardID, streamARN: streamARN, record: record, into: &out.events)
+        return out
+    }
+
+    /// `ingestTracked` appending the events to the caller's array (a page's: no array per
+    /// record, no copy of each event from one array to the next); true when the record is held.
+    /// A record it cannot read appends nothing.
+    public mutating func ingest(
+        _ r: StreamRecord, shardID: String, streamARN: String, record: Int = 0, into events: inout [ChangeEvent]
+    ) throws(RecordError) -> Bool {
         guard let name = r.eventName else { throw RecordError(description: "record missing eventName") }
         guard r.hasDynamoDB else { throw RecordError(description: "record missing dynamodb") }
         guard let seq = r.sequenceNumber else { throw RecordError(description: "record missing dynamodb.SequenceNumber") }
@@ -162,23 +173,23 @@ public struct ChangeDetector: Sendable {
         /// (The record's `Keys` strings are taken when the image holds the same text: no String
         /// made twice per record.)
         func keys(_ img: ItemImage) throws(RecordError) -> (hem: String, vup: String) {
-            guard let hem = img.string("hem", reusing: r.keyHem) ?? r.keyHem else {
+            guard let hem = img.string(.hem, reusing: r.keyHem) ?? r.keyHem else {
                 throw RecordError(description: "record missing key hem")
             }
-            guard let vup = img.string("vup_id", reusing: r.keyVupID) ?? r.keyVupID else {
+            guard let vup = img.string(.vupID, reusing: r.keyVupID) ?? r.keyVupID else {
                 throw RecordError(description: "record missing key vup_id")
             }
             return (hem, vup)
         }
         // Validate everything before changing any state, so a bad record leaves none behind.
-        var out = Outcome()
+        var held = false
         switch name {
         case "MODIFY":
             guard let o = oldImage, let n = newImage else { throw RecordError(description: "MODIFY record missing OldImage or NewImage") }
             let (hem, vup) = try keys(n)
-            out.events = advance(to: time)
+            advance(to: time, into: &events)
             if let e = event("hem.updated", hem: hem, before: vup, after: vup, from: o, to: n, updatedAt: n, positions: [pos], time: time, partnerMissing: false, dropIfUnchanged: true) {
-                out.events.append(e)
+                events.append(e)
             } else {
                 noOpModifies += 1
             }
@@ -186,44 +197,43 @@ public struct ChangeDetector: Sendable {
             let isInsert = name == "INSERT"
             guard let image = isInsert ? newImage : oldImage else { throw RecordError(description: "\(name) record missing \(isInsert ? "NewImage" : "OldImage")") }
             let (hem, vup) = try keys(image)
-            out.events = advance(to: time)
+            advance(to: time, into: &events)
             dropStaleExpiries()
-            if isInsert, let from = image.string("previous_vup_id"), from != vup {
+            if isInsert, let from = image.string(.previousVupID), from != vup {
                 // The loader's move: this record alone is the transition.
-                if let p = pending[hem] {
-                    pending[hem] = nil
+                if let p = pending.removeValue(forKey: hem) {
                     if !p.isInsert && p.vup == from { released.append(p.position); departedHalvesDropped += 1 }
-                    else { out.events.append(settle(hem: hem, p)) }
+                    else { events.append(settle(hem: hem, p)) }
                 }
-                out.events.append(event(moveType(from, vup), hem: hem, before: from, after: vup, from: nil, to: nil, updatedAt: image, positions: [pos], time: time, partnerMissing: false)!)
+                events.append(event(moveType(from, vup), hem: hem, before: from, after: vup, from: nil, to: nil, updatedAt: image, positions: [pos], time: time, partnerMissing: false)!)
                 let token = take()
                 departed[hem] = Departed(from: from, token: token)
                 expiries.push(.init(time: time, token: token, hem: hem))
-                return out
+                return false
             }
             if !isInsert, let moved = departed[hem], moved.from == vup {
                 departed[hem] = nil
                 departedHalvesDropped += 1
-                return out
+                return false
             }
             let token = take()
             let me = Pending(image: image, vup: vup, isInsert: isInsert, time: time, position: pos, token: token)
-            if let other = pending[hem], Self.arePartners(earlier: other, later: me) {
-                pending[hem] = nil
+            let other = pending.removeValue(forKey: hem)
+            if let other, Self.arePartners(earlier: other, later: me) {
                 released.append(other.position)
-                out.events.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
+                events.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
             } else {
-                if let stale = pending[hem] { pending[hem] = nil; out.events.append(settle(hem: hem, stale)) }
+                if let stale = other { events.append(settle(hem: hem, stale)) }
                 var me = me
                 me.image = me.image.detached()
                 pending[hem] = me
                 expiries.push(.init(time: time, token: token, hem: hem))
-                out.held = true
-                if pending.count > maxPending { out.events += settleOldest() }
+                held = true
+                if pending.count > maxPending { settleOldest(into: &events) }
             }
         default: throw RecordError(description: "record has unknown eventName")
         }
-        return out
+        return held
     }
 
     mutating func take() -> Int { nextToken += 1; return nextToken }
@@ -231,24 +241,25 @@ public struct ChangeDetector: Sendable {
     /// Settles every pending half whose window has passed at `now` (epoch seconds).
     public mutating func advance(to now: Double) -> [ChangeEvent] {
         var out: [ChangeEvent] = []
+        advance(to: now, into: &out)
+        return out
+    }
+
+    mutating func advance(to now: Double, into out: inout [ChangeEvent]) {
         while let top = expiries.peek, now - top.time >= window {
             expiries.pop()
-            out += expire(top)
+            expire(top, into: &out)
         }
-        return out
     }
 
-    mutating func settleOldest() -> [ChangeEvent] {
-        var out: [ChangeEvent] = []
-        while pending.count > maxPending, let top = expiries.pop() { out += expire(top) }
-        return out
+    mutating func settleOldest(into out: inout [ChangeEvent]) {
+        while pending.count > maxPending, let top = expiries.pop() { expire(top, into: &out) }
     }
 
-    mutating func expire(_ entry: MinHeap.Entry) -> [ChangeEvent] {
+    mutating func expire(_ entry: MinHeap.Entry, into out: inout [ChangeEvent]) {
         if let d = departed[entry.hem], d.token == entry.token { departed[entry.hem] = nil }
-        guard let p = pending[entry.hem], p.token == entry.token else { return [] }
-        pending[entry.hem] = nil
-        return [settle(hem: entry.hem, p)]
+        guard let i = pending.index(forKey: entry.hem), pending.values[i].token == entry.token else { return }
+        out.append(settle(hem: entry.hem, pending.remove(at: i).value))
     }
 
     /// Settles the halves given to this detector before `readBefore` (wall clock), and forgets
@@ -312,13 +323,13 @@ public struct ChangeDetector: Sendable {
         guard earlier.isInsert != later.isInsert else { return false }
         let (remove, insert) = later.isInsert ? (earlier, later) : (later, earlier)
         if remove.vup == insert.vup { return later.isInsert }
-        if let previous = insert.image.string("previous_vup_id") { return previous == remove.vup }
+        if let previous = insert.image.string(.previousVupID) { return previous == remove.vup }
         return true
     }
 
     mutating func settle(hem: String, _ p: Pending) -> ChangeEvent {
         released.append(p.position)
-        if p.isInsert, let prevVup = p.image.string("previous_vup_id"), prevVup != p.vup {
+        if p.isInsert, let prevVup = p.image.string(.previousVupID), prevVup != p.vup {
             return event(moveType(prevVup, p.vup), hem: hem, before: prevVup, after: p.vup, from: nil, to: p.image, updatedAt: p.image, positions: [p.position], time: p.time, partnerMissing: true)!
         }
         if p.isInsert {
@@ -488,7 +499,7 @@ public struct ChangeDetector: Sendable {
             w.appendLiteral("}")
         }
         w.appendLiteral("],\"updated_at\":")
-        Self.writeStringOrNull(&w, updatedAt, "updated_at")
+        Self.writeStringOrNull(&w, updatedAt, .updatedAt)
         w.appendLiteral(",\"vup_id_after\":")
         Self.writeStringOrNull(&w, after)
         w.appendLiteral(",\"vup_id_before\":")
@@ -525,7 +536,7 @@ public struct ChangeDetector: Sendable {
 
     /// Attribute `name` of `image` when it is a string, else null: a plain string is written from
     /// the image's bytes (no String made for it).
-    static func writeStringOrNull(_ w: inout JSONWriter, _ image: ItemImage, _ name: StaticString) {
+    static func writeStringOrNull(_ w: inout JSONWriter, _ image: ItemImage, _ name: ItemImage.Known) {
         guard let i = image.index(name) else { return w.appendLiteral("null") }
         guard image.attribute(i).plainString else { return writeStringOrNull(&w, image.string(at: i)) }
         image.withText(at: i) { w.appendQuoted(utf8: $0) }

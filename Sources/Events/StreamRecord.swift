@@ -137,6 +137,57 @@ public struct ItemImage: Sendable {
     var span: Range<Int32> = 0..<0
     /// `bytes` and `list` are a page's (see `detached()`).
     var shared = false
+    /// Where the attributes the detector reads by name sit (`Known`), found once per image: a
+    /// search by name per use compared names over and over (several per record and event).
+    var known = KnownIndexes()
+
+    /// The attributes the detector and the reader look up by name.
+    public enum Known: Int, CaseIterable, Sendable {
+        case hem, vupID, previousVupID, updatedAt
+        var name: StaticString {
+            switch self {
+            case .hem: "hem"
+            case .vupID: "vup_id"
+            case .previousVupID: "previous_vup_id"
+            case .updatedAt: "updated_at"
+            }
+        }
+    }
+    /// Attribute index of each `Known` name, -1 when absent.
+    struct KnownIndexes: Sendable {
+        var hem: Int32 = -1, vupID: Int32 = -1, previousVupID: Int32 = -1, updatedAt: Int32 = -1
+        subscript(_ k: Known) -> Int32 {
+            get {
+                switch k {
+                case .hem: hem
+                case .vupID: vupID
+                case .previousVupID: previousVupID
+                case .updatedAt: updatedAt
+                }
+            }
+            set {
+                switch k {
+                case .hem: hem = newValue
+                case .vupID: vupID = newValue
+                case .previousVupID: previousVupID = newValue
+                case .updatedAt: updatedAt = newValue
+                }
+            }
+        }
+    }
+
+    /// Finds the `Known` attributes among the image's (one pass, after the attributes are sorted).
+    mutating func findKnown(_ b: UnsafeBufferPointer<UInt8>, _ list: UnsafeBufferPointer<Attribute>) {
+        known = KnownIndexes()
+        for i in 0..<span.count {
+            let a = list[Int(span.lowerBound) + i]
+            let n = a.name.count
+            guard n == 3 || n == 6 || n == 10 || n == 15 else { continue }
+            for k in Known.allCases where k.name.utf8CodeUnitCount == n {
+                if memcmp(b.baseAddress! + Int(a.name.lowerBound), k.name.utf8Start, n) == 0 { known[k] = Int32(i) }
+            }
+        }
+    }
 
     /// A page's attribute list while the page is read.
     struct Page {
@@ -182,10 +233,9 @@ public struct ItemImage: Sendable {
         }
         var image = ItemImage()
         image.span = Int32(start)..<Int32(page.attributes.count)
-        if count > 1 {
-            let b = tape.bytes
-            page.attributes[start...].sort { x, y in Self.precedes(x, y, b) }
-        }
+        let b = tape.bytes
+        if count > 1 { page.attributes[start...].sort { x, y in Self.precedes(x, y, b) } }
+        page.attributes.withUnsafeBufferPointer { image.findKnown(b, $0) }
         return image
     }
 
@@ -220,6 +270,7 @@ public struct ItemImage: Sendable {
             }
         }
         own.span = 0..<Int32(own.list.count)
+        own.known = known
         return own
     }
 
@@ -290,6 +341,9 @@ public struct ItemImage: Sendable {
     mutating func sortByName() {
         bytes.withUnsafeBufferPointer { b in list.sort { x, y in Self.precedes(x, y, b) } }
         span = 0..<Int32(list.count)
+        var image = self
+        bytes.withUnsafeBufferPointer { b in list.withUnsafeBufferPointer { image.findKnown(b, $0) } }
+        known = image.known
     }
 
     public var isEmpty: Bool { span.isEmpty }
@@ -311,16 +365,28 @@ public struct ItemImage: Sendable {
         }
     }
 
+    /// The index of `Known` attribute `k`, if present.
+    func index(_ k: Known) -> Int? {
+        let i = known[k]
+        return i < 0 ? nil : Int(i)
+    }
+
     /// The text of attribute `name` when it is a string (`{"S": ...}`), as `image[name]["S"]` was.
     public func string(_ name: StaticString) -> String? {
         guard let i = index(name) else { return nil }
         return string(at: i)
     }
 
-    /// `string(name)`, but `known` itself when the text is the same (no new String for a value
+    /// `string(name)` for an attribute the detector reads by name (found once per image).
+    public func string(_ k: Known) -> String? {
+        guard let i = index(k) else { return nil }
+        return string(at: i)
+    }
+
+    /// `string(k)`, but `known` itself when the text is the same (no new String for a value
     /// the caller holds already, such as a key from the record's `Keys`).
-    public func string(_ name: StaticString, reusing known: String?) -> String? {
-        guard let i = index(name) else { return nil }
+    public func string(_ k: Known, reusing known: String?) -> String? {
+        guard let i = index(k) else { return nil }
         if var known, attribute(i).plainString {
             let a = attribute(i)
             let start = Int(a.value.lowerBound + 6)

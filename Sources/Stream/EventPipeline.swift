@@ -151,9 +151,14 @@ public final class EventPipeline: Sendable {
     /// Processes one page of a shard's records, in order. REMOVEs the resolver says are the
     /// departing half of a loader move are acknowledged without an event.
     public func process(_ records: [StreamRecord], shardID: String, streamARN: String, departing: Set<Int>) throws {
-        /// An event, or a dead letter with its record's sequence number; and the tag.
-        var sends: [(ChangeEvent?, (bytes: [UInt8], seq: String)?, UInt64)] = []
-        sends.reserveCapacity(records.count)
+        // The page's events, in order, with their tags; dead letters beside them. Events are
+        // written into this one array by the detector and read from it in place (an array of
+        // tuples copied every event out of it, and out of the detector's array per record).
+        var events: [ChangeEvent] = []
+        var tags: [UInt64] = []
+        var deadLetters: [(bytes: [UInt8], seq: String, tag: UInt64)] = []
+        events.reserveCapacity(records.count)
+        tags.reserveCapacity(records.count)
         metrics.recordsRead.increment(by: records.count)
         let noOps = state.withLock { s in
             applyAcks(&s)
@@ -166,57 +171,67 @@ public final class EventPipeline: Sendable {
             // Records are read in place (`records[i]` of the array copied each one out: a retain
             // and a release of its every String and buffer).
             records.withUnsafeBufferPointer { records in
-            for i in records.indices {
-                let seq = records[i].sequenceNumber ?? ""
-                let time = records[i].time ?? 0
-                if departing.contains(i) {
-                    ledger.add(seq, held: false, time: time)
-                    continue
-                }
-                let slot = ledger.slot(for: seq)
-                do {
-                    let outcome = try s.detector.ingestTracked(
-                        records[i], shardID: shardID, streamARN: streamARN, record: slot)
-                    ledger.add(seq, held: outcome.held, time: time)
-                    for e in outcome.events {
-                        let tag = Self.enqueue(&s, &ledger, of: shardID, positions: e.positions, bytes: e.bytes)
-                        sends.append((e, nil, tag))
+                for i in records.indices {
+                    let seq = records[i].sequenceNumber ?? ""
+                    let time = records[i].time ?? 0
+                    if departing.contains(i) {
+                        ledger.add(seq, held: false, time: time)
+                        continue
                     }
-                } catch {
-                    ledger.add(seq, held: false, time: time)
-                    let why = Self.withholdingAddresses("\(error)")
-                    let dlq = Self.deadLetter(records[i], shardID: shardID, seq: seq, error: why)
-                    metrics.deadLettered.increment()
-                    report("record \(seq) of shard \(shardID) cannot be read: \(why)"
-                        + (hasDLQ ? "; sent to the dead-letter topic" : "; skipped (no --dlq-topic)"))
-                    if hasDLQ {
-                        let pos = StreamPosition(
-                            streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?", record: slot)
-                        sends.append((nil, (dlq, seq), Self.enqueue(&s, &ledger, of: shardID, positions: [pos], bytes: dlq)))
+                    let slot = ledger.slot(for: seq)
+                    let before = events.count
+                    do {
+                        let held = try s.detector.ingest(
+                            records[i], shardID: shardID, streamARN: streamARN, record: slot, into: &events)
+                        ledger.add(seq, held: held, time: time)
+                        events.withUnsafeBufferPointer { events in
+                            for k in before..<events.count {
+                                tags.append(
+                                    Self.enqueue(
+                                        &s, &ledger, of: shardID, positions: events[k].positions, bytes: events[k].bytes))
+                            }
+                        }
+                    } catch {
+                        ledger.add(seq, held: false, time: time)
+                        let why = Self.withholdingAddresses("\(error)")
+                        let dlq = Self.deadLetter(records[i], shardID: shardID, seq: seq, error: why)
+                        metrics.deadLettered.increment()
+                        report("record \(seq) of shard \(shardID) cannot be read: \(why)"
+                            + (hasDLQ ? "; sent to the dead-letter topic" : "; skipped (no --dlq-topic)"))
+                        if hasDLQ {
+                            let pos = StreamPosition(
+                                streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?", record: slot)
+                            deadLetters.append(
+                                (dlq, seq, Self.enqueue(&s, &ledger, of: shardID, positions: [pos], bytes: dlq)))
+                        }
                     }
                 }
-            }
             }
             Self.release(&s, &ledger, of: shardID, s.detector.drainReleased())
             return s.detector.noOpModifies
         }
         metrics.noOps.record(Double(noOps))
+        try send(events, tags)
+        let sink = self.sink
+        for (bytes, seq, tag) in deadLetters {
+            let sent = try sink.send(key: [], value: bytes, headers: nil, tag: tag, toDLQ: true)
+            if sent == .blockedPII {
+                // `deadLetter` leaves addresses out, so this is the guard's second line.
+                metrics.piiBlocked.increment()
+                report("the dead letter of shard \(shardID) record \(seq) held an email-shaped value: not sent")
+            }
+            if sent != .enqueued { delivered(tag: tag, error: nil) }
+        }
+    }
+
+    /// Sends `events` (in order, each with its tag), read in place.
+    func send(_ events: [ChangeEvent], _ tags: [UInt64]) throws {
         let sink = self.sink
         let kafka = sink as? KafkaOutlet
         var counts = EventCounts()
         defer { counts.add(to: metrics) }
-        for (event, dlq, tag) in sends {
-            if let event {
-                try emit(event, tag: tag, sink: sink, kafka: kafka, counts: &counts)
-            } else {
-                let sent = try sink.send(key: [], value: dlq!.bytes, headers: nil, tag: tag, toDLQ: true)
-                if sent == .blockedPII {
-                    // `deadLetter` leaves addresses out, so this is the guard's second line.
-                    metrics.piiBlocked.increment()
-                    report("the dead letter of shard \(shardID) record \(dlq!.seq) held an email-shaped value: not sent")
-                }
-                if sent != .enqueued { delivered(tag: tag, error: nil) }
-            }
+        try events.withUnsafeBufferPointer { events in
+            for k in events.indices { try emit(events[k], tag: tags[k], sink: sink, kafka: kafka, counts: &counts) }
         }
     }
 
@@ -255,16 +270,15 @@ public final class EventPipeline: Sendable {
 
     /// Sends the events a settling of the detector gives, and releases the halves it settled.
     func settle(_ settling: (inout ChangeDetector) -> [ChangeEvent]) throws {
-        let sends = state.withLock { s in
-            let sends = settling(&s.detector).map { ($0, Self.enqueue(&s, positions: $0.positions, bytes: $0.bytes)) }
+        let (events, tags) = state.withLock { s in
+            let events = settling(&s.detector)
+            let tags = events.withUnsafeBufferPointer { events in
+                events.indices.map { Self.enqueue(&s, positions: events[$0].positions, bytes: events[$0].bytes) }
+            }
             Self.release(&s, s.detector.drainReleased())
-            return sends
+            return (events, tags)
         }
-        let sink = self.sink
-        let kafka = sink as? KafkaOutlet
-        var counts = EventCounts()
-        defer { counts.add(to: metrics) }
-        for (event, tag) in sends { try emit(event, tag: tag, sink: sink, kafka: kafka, counts: &counts) }
+        try send(events, tags)
     }
 
     /// Sends one event through the outlet, whose PII guard stops an event holding an

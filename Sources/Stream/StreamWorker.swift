@@ -527,8 +527,8 @@ public final class StreamWorker: Sendable {
         // every String and buffer).
         for i in records.indices where records[i].eventName == "INSERT" {
             // previous_vup_id first: most INSERTs have none, and then no String is made.
-            guard let img = records[i].newImage, let from = img.string("previous_vup_id"),
-                let hem = img.string("hem", reusing: records[i].keyHem)
+            guard let img = records[i].newImage, let from = img.string(.previousVupID),
+                let hem = img.string(.hem, reusing: records[i].keyHem)
             else { continue }
             arriving.insert(hem + "|" + from)
         }
@@ -545,7 +545,7 @@ public final class StreamWorker: Sendable {
             let r = records[i]
             // The old image's keys, else (no image) the record's Keys.
             let keys =
-                r.oldImage.map { ($0.string("hem", reusing: r.keyHem), $0.string("vup_id", reusing: r.keyVupID)) }
+                r.oldImage.map { ($0.string(.hem, reusing: r.keyHem), $0.string(.vupID, reusing: r.keyVupID)) }
                 ?? (r.keyHem, r.keyVupID)
             guard let hem = keys.0, let vup = keys.1 else { continue }
             if arriving.contains(hem + "|" + vup) || pipeline.knowsDeparture(hem: hem, from: vup) {
