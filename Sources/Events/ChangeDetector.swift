@@ -369,8 +369,8 @@ public struct ChangeDetector: Sendable {
                 o.list.withUnsafeBufferPointer { ol in
                     n.list.withUnsafeBufferPointer { nl in
                         writeDiff(
-                            &w, DiffSide(bytes: ob, attributes: UnsafeBufferPointer(rebasing: ol[Int(o.span.lowerBound)..<Int(o.span.upperBound)])),
-                            DiffSide(bytes: nb, attributes: UnsafeBufferPointer(rebasing: nl[Int(n.span.lowerBound)..<Int(n.span.upperBound)])))
+                            &w, DiffSide(bytes: ob, attributes: ol, span: o.span),
+                            DiffSide(bytes: nb, attributes: nl, span: n.span))
                     }
                 }
             }
@@ -381,6 +381,13 @@ public struct ChangeDetector: Sendable {
     struct DiffSide {
         let bytes: UnsafeBufferPointer<UInt8>
         let attributes: UnsafeBufferPointer<ItemImage.Attribute>
+        init(
+            bytes: UnsafeBufferPointer<UInt8>, attributes list: UnsafeBufferPointer<ItemImage.Attribute>,
+            span: Range<Int32>
+        ) {
+            self.bytes = bytes
+            attributes = UnsafeBufferPointer(rebasing: list[Int(span.lowerBound)..<Int(span.upperBound)])
+        }
         var count: Int { attributes.count }
         func name(_ i: Int) -> UnsafeBufferPointer<UInt8> { slice(attributes[i].name) }
         func value(_ i: Int) -> UnsafeBufferPointer<UInt8> { slice(attributes[i].value) }

@@ -228,7 +228,9 @@ public struct ItemImage: Sendable {
                 return ItemImage(tape, object)
             }
             page.attributes.append(
-                Attribute(name: tokens[k].start..<tokens[k].end, value: tv.start..<tv.end, plainString: tape.equals(v + 1, "S")))
+                Attribute(
+                    name: tokens[k].start..<tokens[k].end, value: tv.start..<tv.end,
+                    plainString: tape.equals(v + 1, "S")))
             k = Int(tokens[v].next)
         }
         var image = ItemImage()
@@ -262,11 +264,15 @@ public struct ItemImage: Sendable {
             for i in 0..<count {
                 let a = attribute(i)
                 let nameStart = Int32(own.bytes.count)
-                own.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: b[Int(a.name.lowerBound)..<Int(a.name.upperBound)]))
+                own.bytes.append(
+                    contentsOf: UnsafeBufferPointer(rebasing: b[Int(a.name.lowerBound)..<Int(a.name.upperBound)]))
                 let valueStart = Int32(own.bytes.count)
-                own.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: b[Int(a.value.lowerBound)..<Int(a.value.upperBound)]))
+                own.bytes.append(
+                    contentsOf: UnsafeBufferPointer(rebasing: b[Int(a.value.lowerBound)..<Int(a.value.upperBound)]))
                 own.list.append(
-                    Attribute(name: nameStart..<valueStart, value: valueStart..<Int32(own.bytes.count), plainString: a.plainString))
+                    Attribute(
+                        name: nameStart..<valueStart, value: valueStart..<Int32(own.bytes.count),
+                        plainString: a.plainString))
             }
         }
         own.span = 0..<Int32(own.list.count)

@@ -94,9 +94,10 @@ final class StreamRecordTests: XCTestCase {
         XCTAssertTrue(try det.ingestTracked(records[0], shardID: "s1", streamARN: T.arn).held)
         let held = try XCTUnwrap(det.pending[T.hem])
         XCTAssertEqual(held.image.shared, false)
-        XCTAssertEqual(held.image.bytes.count, (0..<held.image.count).reduce(0) {
+        let attributeBytes = (0..<held.image.count).reduce(0) {
             $0 + held.image.name(at: $1).count + held.image.valueBytes(at: $1).count
-        }, "its own bytes are its attributes' only")
+        }
+        XCTAssertEqual(held.image.bytes.count, attributeBytes, "its own bytes are its attributes' only")
         XCTAssertEqual(det.flush().map(\.type), ["hem.created"])
     }
 
