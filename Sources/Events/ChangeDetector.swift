@@ -24,15 +24,13 @@ public struct FieldClassification: Sendable {
         return FieldClassification(classes: c)
     }
     public func classOf(_ field: String) -> Class { classes[field] ?? .pii }
-    func classOf(_ name: ArraySlice<UInt8>) -> Class {
-        name.withUnsafeBufferPointer { name in
-            for (n, c) in byName where n.count == name.count {
-                if name.isEmpty || n.withUnsafeBufferPointer({ memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0 }) {
-                    return c
-                }
+    func classOf(_ name: UnsafeBufferPointer<UInt8>) -> Class {
+        for (n, c) in byName where n.count == name.count {
+            if name.isEmpty || n.withUnsafeBufferPointer({ memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0 }) {
+                return c
             }
-            return .pii
         }
+        return .pii
     }
 }
 
@@ -51,11 +49,27 @@ public struct StreamPosition: Sendable, Hashable {
 
 /// One encoded change event (CloudEvents 1.0 JSON, keys sorted), written straight to bytes.
 public struct ChangeEvent: Sendable {
-    public var id: String, type: String, hem: String
+    public var type: String, hem: String
     /// The event as it is sent.
     public var bytes: [UInt8]
     /// The stream records behind the event (also in the event's data.positions).
     public var positions: [StreamPosition] = []
+    /// Where the record's key (data.hem), id, type and specversion sit in `bytes`, for sending
+    /// the event from its own bytes (no key array or header Strings per event); nil when the hem
+    /// needed escaping, so the key is not a slice of the bytes.
+    var ranges: Ranges?
+    struct Ranges: Sendable {
+        var key: Range<Int>, id: Range<Int>, type: Range<Int>, specversion: Range<Int>
+    }
+    /// `ranges` as the publish path's scanner gives them (what `KafkaOutlet.send(scanned:)` takes).
+    public var fields: EventScanner.Fields? {
+        ranges.map { EventScanner.Fields(key: $0.key, id: $0.id, type: $0.type, specversion: $0.specversion) }
+    }
+    /// The event's deterministic id (read back from `bytes`: no String is made per event).
+    public var id: String {
+        if let r = ranges?.id { return String(decoding: bytes[r], as: UTF8.self) }
+        return json["id"]?.stringValue ?? ""
+    }
     public func encoded() -> [UInt8] { bytes }
     /// The event as a JSON tree (tests and tools; parsed from `bytes`).
     public var json: JSON { (try? JSON.parse(bytes)) ?? .null }
@@ -137,6 +151,17 @@ public struct ChangeDetector: Sendable {
     public mutating func ingestTracked(
         _ r: StreamRecord, shardID: String, streamARN: String, record: Int = 0
     ) throws(RecordError) -> Outcome {
+        var out = Outcome()
+        out.held = try ingest(r, shardID: shardID, streamARN: streamARN, record: record, into: &out.events)
+        return out
+    }
+
+    /// `ingestTracked` appending the events to the caller's array (a page's: no array per
+    /// record, no copy of each event from one array to the next); true when the record is held.
+    /// A record it cannot read appends nothing.
+    public mutating func ingest(
+        _ r: StreamRecord, shardID: String, streamARN: String, record: Int = 0, into events: inout [ChangeEvent]
+    ) throws(RecordError) -> Bool {
         guard let name = r.eventName else { throw RecordError(description: "record missing eventName") }
         guard r.hasDynamoDB else { throw RecordError(description: "record missing dynamodb") }
         guard let seq = r.sequenceNumber else { throw RecordError(description: "record missing dynamodb.SequenceNumber") }
@@ -148,23 +173,23 @@ public struct ChangeDetector: Sendable {
         /// (The record's `Keys` strings are taken when the image holds the same text: no String
         /// made twice per record.)
         func keys(_ img: ItemImage) throws(RecordError) -> (hem: String, vup: String) {
-            guard let hem = img.string("hem", reusing: r.keyHem) ?? r.keyHem else {
+            guard let hem = img.string(.hem, reusing: r.keyHem) ?? r.keyHem else {
                 throw RecordError(description: "record missing key hem")
             }
-            guard let vup = img.string("vup_id", reusing: r.keyVupID) ?? r.keyVupID else {
+            guard let vup = img.string(.vupID, reusing: r.keyVupID) ?? r.keyVupID else {
                 throw RecordError(description: "record missing key vup_id")
             }
             return (hem, vup)
         }
         // Validate everything before changing any state, so a bad record leaves none behind.
-        var out = Outcome()
+        var held = false
         switch name {
         case "MODIFY":
             guard let o = oldImage, let n = newImage else { throw RecordError(description: "MODIFY record missing OldImage or NewImage") }
             let (hem, vup) = try keys(n)
-            out.events = advance(to: time)
+            advance(to: time, into: &events)
             if let e = event("hem.updated", hem: hem, before: vup, after: vup, from: o, to: n, updatedAt: n, positions: [pos], time: time, partnerMissing: false, dropIfUnchanged: true) {
-                out.events.append(e)
+                events.append(e)
             } else {
                 noOpModifies += 1
             }
@@ -172,42 +197,43 @@ public struct ChangeDetector: Sendable {
             let isInsert = name == "INSERT"
             guard let image = isInsert ? newImage : oldImage else { throw RecordError(description: "\(name) record missing \(isInsert ? "NewImage" : "OldImage")") }
             let (hem, vup) = try keys(image)
-            out.events = advance(to: time)
+            advance(to: time, into: &events)
             dropStaleExpiries()
-            if isInsert, let from = image.string("previous_vup_id"), from != vup {
+            if isInsert, let from = image.string(.previousVupID), from != vup {
                 // The loader's move: this record alone is the transition.
-                if let p = pending[hem] {
-                    pending[hem] = nil
+                if let p = pending.removeValue(forKey: hem) {
                     if !p.isInsert && p.vup == from { released.append(p.position); departedHalvesDropped += 1 }
-                    else { out.events.append(settle(hem: hem, p)) }
+                    else { events.append(settle(hem: hem, p)) }
                 }
-                out.events.append(event(moveType(from, vup), hem: hem, before: from, after: vup, from: nil, to: nil, updatedAt: image, positions: [pos], time: time, partnerMissing: false)!)
+                events.append(event(moveType(from, vup), hem: hem, before: from, after: vup, from: nil, to: nil, updatedAt: image, positions: [pos], time: time, partnerMissing: false)!)
                 let token = take()
                 departed[hem] = Departed(from: from, token: token)
                 expiries.push(.init(time: time, token: token, hem: hem))
-                return out
+                return false
             }
             if !isInsert, let moved = departed[hem], moved.from == vup {
                 departed[hem] = nil
                 departedHalvesDropped += 1
-                return out
+                return false
             }
             let token = take()
             let me = Pending(image: image, vup: vup, isInsert: isInsert, time: time, position: pos, token: token)
-            if let other = pending[hem], Self.arePartners(earlier: other, later: me) {
-                pending[hem] = nil
+            let other = pending.removeValue(forKey: hem)
+            if let other, Self.arePartners(earlier: other, later: me) {
                 released.append(other.position)
-                out.events.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
+                events.append(pair(hem: hem, me.isInsert ? other : me, me.isInsert ? me : other))
             } else {
-                if let stale = pending[hem] { pending[hem] = nil; out.events.append(settle(hem: hem, stale)) }
+                if let stale = other { events.append(settle(hem: hem, stale)) }
+                var me = me
+                me.image = me.image.detached()
                 pending[hem] = me
                 expiries.push(.init(time: time, token: token, hem: hem))
-                out.held = true
-                if pending.count > maxPending { out.events += settleOldest() }
+                held = true
+                if pending.count > maxPending { settleOldest(into: &events) }
             }
         default: throw RecordError(description: "record has unknown eventName")
         }
-        return out
+        return held
     }
 
     mutating func take() -> Int { nextToken += 1; return nextToken }
@@ -215,24 +241,25 @@ public struct ChangeDetector: Sendable {
     /// Settles every pending half whose window has passed at `now` (epoch seconds).
     public mutating func advance(to now: Double) -> [ChangeEvent] {
         var out: [ChangeEvent] = []
+        advance(to: now, into: &out)
+        return out
+    }
+
+    mutating func advance(to now: Double, into out: inout [ChangeEvent]) {
         while let top = expiries.peek, now - top.time >= window {
             expiries.pop()
-            out += expire(top)
+            expire(top, into: &out)
         }
-        return out
     }
 
-    mutating func settleOldest() -> [ChangeEvent] {
-        var out: [ChangeEvent] = []
-        while pending.count > maxPending, let top = expiries.pop() { out += expire(top) }
-        return out
+    mutating func settleOldest(into out: inout [ChangeEvent]) {
+        while pending.count > maxPending, let top = expiries.pop() { expire(top, into: &out) }
     }
 
-    mutating func expire(_ entry: MinHeap.Entry) -> [ChangeEvent] {
+    mutating func expire(_ entry: MinHeap.Entry, into out: inout [ChangeEvent]) {
         if let d = departed[entry.hem], d.token == entry.token { departed[entry.hem] = nil }
-        guard let p = pending[entry.hem], p.token == entry.token else { return [] }
-        pending[entry.hem] = nil
-        return [settle(hem: entry.hem, p)]
+        guard let i = pending.index(forKey: entry.hem), pending.values[i].token == entry.token else { return }
+        out.append(settle(hem: entry.hem, pending.remove(at: i).value))
     }
 
     /// Settles the halves given to this detector before `readBefore` (wall clock), and forgets
@@ -296,13 +323,13 @@ public struct ChangeDetector: Sendable {
         guard earlier.isInsert != later.isInsert else { return false }
         let (remove, insert) = later.isInsert ? (earlier, later) : (later, earlier)
         if remove.vup == insert.vup { return later.isInsert }
-        if let previous = insert.image.string("previous_vup_id") { return previous == remove.vup }
+        if let previous = insert.image.string(.previousVupID) { return previous == remove.vup }
         return true
     }
 
     mutating func settle(hem: String, _ p: Pending) -> ChangeEvent {
         released.append(p.position)
-        if p.isInsert, let prevVup = p.image.string("previous_vup_id"), prevVup != p.vup {
+        if p.isInsert, let prevVup = p.image.string(.previousVupID), prevVup != p.vup {
             return event(moveType(prevVup, p.vup), hem: hem, before: prevVup, after: p.vup, from: nil, to: p.image, updatedAt: p.image, positions: [p.position], time: p.time, partnerMissing: true)!
         }
         if p.isInsert {
@@ -326,25 +353,65 @@ public struct ChangeDetector: Sendable {
     }
 
     /// HMAC-SHA256 of a value's canonical JSON text, with the operator's key (none: no hash).
-    func hash(_ canonicalValue: ArraySlice<UInt8>) -> String? {
+    func hash(_ canonicalValue: UnsafeBufferPointer<UInt8>) -> String? {
         guard let key = piiKey else { return nil }
         return Self.hex(HMAC<SHA256>.authenticationCode(for: Array(canonicalValue), using: SymmetricKey(data: key)))
     }
 
     /// Writes the field-level diff over non-key, non-bookkeeping attributes (absent image: no
     /// attributes) as the members of `changes`, by field name; PII values are never copied,
-    /// only hashed with the operator's key. Returns how many changes it wrote.
+    /// only hashed with the operator's key. Returns how many changes it wrote. Names and values
+    /// are compared in place, as bytes (no slices of the images' arrays).
     func writeDiff(_ w: inout JSONWriter, from old: ItemImage?, to new: ItemImage?) -> Int {
         let o = old ?? ItemImage(), n = new ?? ItemImage()
+        return o.bytes.withUnsafeBufferPointer { ob in
+            n.bytes.withUnsafeBufferPointer { nb in
+                o.list.withUnsafeBufferPointer { ol in
+                    n.list.withUnsafeBufferPointer { nl in
+                        writeDiff(
+                            &w, DiffSide(bytes: ob, attributes: ol, span: o.span),
+                            DiffSide(bytes: nb, attributes: nl, span: n.span))
+                    }
+                }
+            }
+        }
+    }
+
+    /// One image as `writeDiff` walks it: its bytes and its attributes, sorted by name.
+    struct DiffSide {
+        let bytes: UnsafeBufferPointer<UInt8>
+        let attributes: UnsafeBufferPointer<ItemImage.Attribute>
+        init(
+            bytes: UnsafeBufferPointer<UInt8>, attributes list: UnsafeBufferPointer<ItemImage.Attribute>,
+            span: Range<Int32>
+        ) {
+            self.bytes = bytes
+            attributes = UnsafeBufferPointer(rebasing: list[Int(span.lowerBound)..<Int(span.upperBound)])
+        }
+        var count: Int { attributes.count }
+        func name(_ i: Int) -> UnsafeBufferPointer<UInt8> { slice(attributes[i].name) }
+        func value(_ i: Int) -> UnsafeBufferPointer<UInt8> { slice(attributes[i].value) }
+        func slice(_ r: Range<Int32>) -> UnsafeBufferPointer<UInt8> {
+            UnsafeBufferPointer(start: bytes.baseAddress.map { $0 + Int(r.lowerBound) }, count: r.count)
+        }
+        /// memcmp order, then length: what `lexicographicallyPrecedes` gives for bytes.
+        static func compare(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Int {
+            let m = min(a.count, b.count)
+            let c = m == 0 ? 0 : Int(memcmp(a.baseAddress!, b.baseAddress!, m))
+            return c != 0 ? c : a.count - b.count
+        }
+    }
+
+    func writeDiff(_ w: inout JSONWriter, _ o: DiffSide, _ n: DiffSide) -> Int {
         var i = 0, j = 0, written = 0
         while i < o.count || j < n.count {
             var oi: Int?, nj: Int?
             if i < o.count, j < n.count {
-                let a = o.name(at: i), b = n.name(at: j)
-                if a.elementsEqual(b) {
+                let c = DiffSide.compare(o.name(i), n.name(j))
+                if c == 0 {
                     oi = i
                     nj = j
-                } else if a.lexicographicallyPrecedes(b) {
+                } else if c < 0 {
                     oi = i
                 } else {
                     nj = j
@@ -356,10 +423,10 @@ public struct ChangeDetector: Sendable {
             }
             if oi != nil { i += 1 }
             if nj != nil { j += 1 }
-            let name = oi.map { o.name(at: $0) } ?? n.name(at: nj!)
+            let name = oi.map { o.name($0) } ?? n.name(nj!)
             let cls = fields.classOf(name)
             if cls == .key || cls == .bookkeeping { continue }
-            if let oi, let nj, o.valueBytes(at: oi).elementsEqual(n.valueBytes(at: nj)) { continue }
+            if let oi, let nj, DiffSide.compare(o.value(oi), n.value(nj)) == 0 { continue }
             if written > 0 { w.appendLiteral(",") }
             written += 1
             w.appendLiteral("{")
@@ -370,12 +437,12 @@ public struct ChangeDetector: Sendable {
                 Self.writePublic(&w, o, oi)
                 w.appendLiteral(",\"class\":\"public\"")
             } else {
-                if let nj, let h = hash(n.valueBytes(at: nj)) {
+                if let nj, let h = hash(n.value(nj)) {
                     w.appendLiteral("\"after_hash\":")
                     w.appendQuoted(h)
                     w.appendLiteral(",")
                 }
-                if let oi, let h = hash(o.valueBytes(at: oi)) {
+                if let oi, let h = hash(o.value(oi)) {
                     w.appendLiteral("\"before_hash\":")
                     w.appendQuoted(h)
                     w.appendLiteral(",")
@@ -383,7 +450,7 @@ public struct ChangeDetector: Sendable {
                 w.appendLiteral("\"class\":\"pii\"")
             }
             w.appendLiteral(",\"field\":")
-            name.withUnsafeBufferPointer { w.appendQuoted(utf8: $0) }
+            w.appendQuoted(utf8: name)
             if oi == nil {
                 w.appendLiteral(",\"op\":\"added\"}")
             } else if nj == nil {
@@ -397,16 +464,16 @@ public struct ChangeDetector: Sendable {
 
     /// A public attribute's value in a diff: its string, else its canonical JSON text; null
     /// when absent.
-    static func writePublic(_ w: inout JSONWriter, _ image: ItemImage, _ i: Int?) {
+    static func writePublic(_ w: inout JSONWriter, _ image: DiffSide, _ i: Int?) {
         guard let i else { return w.appendLiteral("null") }
-        let v = image.valueBytes(at: i)
+        let v = image.value(i)
         if image.attributes[i].plainString {
             w.appendLiteral("\"")
-            w.appendLiteral(v.dropFirst(6).dropLast(2))
+            w.appendLiteral(UnsafeBufferPointer(rebasing: v[6..<(v.count - 2)]))
             w.appendLiteral("\"")
             return
         }
-        let value = image.value(at: i)
+        let value = (try? JSON.parse(Array(v))) ?? .null
         var t = JSONWriter()
         t.value(value["S"] ?? .string(value.serialized()))
         w.appendLiteral(t.bytes)
@@ -422,7 +489,9 @@ public struct ChangeDetector: Sendable {
         w.appendLiteral("{\"data\":{\"changes\":[")
         if writeDiff(&w, from: old, to: new) == 0, dropIfUnchanged { return nil }
         w.appendLiteral("],\"hem\":")
+        let hemStart = w.bytes.count + 1
         w.appendQuoted(hem)
+        let hemRange = hemStart..<(w.bytes.count - 1)
         if partnerMissing { w.appendLiteral(",\"partner_missing\":true") }
         w.appendLiteral(",\"positions\":[")
         for (k, p) in positions.enumerated() {
@@ -437,57 +506,102 @@ public struct ChangeDetector: Sendable {
             w.appendLiteral("}")
         }
         w.appendLiteral("],\"updated_at\":")
-        Self.writeStringOrNull(&w, updatedAt.string("updated_at"))
+        Self.writeStringOrNull(&w, updatedAt, .updatedAt)
         w.appendLiteral(",\"vup_id_after\":")
         Self.writeStringOrNull(&w, after)
         w.appendLiteral(",\"vup_id_before\":")
         Self.writeStringOrNull(&w, before)
-        let id = Self.eventID(hem: hem, positions: positions)
         w.appendLiteral(
             "},\"datacontenttype\":\"application/json\",\"dataschema\":\"https://schemas.hemstream.dev/events/change-event.v1.json\",\"id\":"
         )
-        w.appendQuoted(id)
+        let idStart = w.bytes.count + 1
+        Self.appendEventID(&w, hem: hem, positions: positions)
+        let idRange = idStart..<(w.bytes.count - 1)
         w.appendLiteral(",\"source\":")
         w.appendQuoted(source)
         w.appendLiteral(",\"specversion\":\"1.0\",\"subject\":")
+        let specEnd = w.bytes.count - 12
         w.appendQuoted(hem)
         w.appendLiteral(",\"time\":")
         Self.appendQuotedUTCTimestamp(&w, time)
         w.appendLiteral(",\"type\":")
+        let typeStart = w.bytes.count + 1
         w.appendQuoted(type)
+        let typeRange = typeStart..<(w.bytes.count - 1)
         w.appendLiteral("}")
-        return ChangeEvent(id: id, type: type, hem: hem, bytes: w.bytes, positions: positions)
+        // The key is a slice of the bytes when the hem was written as it is (no escapes).
+        let plainHem = hemRange.count == hem.utf8.count
+        return ChangeEvent(
+            type: type, hem: hem, bytes: w.bytes, positions: positions,
+            ranges: plainHem
+                ? ChangeEvent.Ranges(key: hemRange, id: idRange, type: typeRange, specversion: (specEnd - 3)..<specEnd) : nil)
     }
 
     static func writeStringOrNull(_ w: inout JSONWriter, _ s: String?) {
         if let s { w.appendQuoted(s) } else { w.appendLiteral("null") }
     }
 
-    /// The event's deterministic id: SHA-256 of the hem and its records' positions. The hem is
-    /// part of it: one record names one hem, and a server that gave two records one sequence
-    /// number (moto 5.2.1 does under concurrent writes) cannot merge two events.
-    static func eventID(hem: String, positions: [StreamPosition]) -> String {
-        var sha = SHA256()
-        /// Hashed piece by piece from the strings' own bytes (one input array per event was a
-        /// copy and an allocation per record).
-        func feed(_ s: String) {
-            var s = s
-            s.withUTF8 { sha.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+    /// Attribute `name` of `image` when it is a string, else null: a plain string is written from
+    /// the image's bytes (no String made for it).
+    static func writeStringOrNull(_ w: inout JSONWriter, _ image: ItemImage, _ name: ItemImage.Known) {
+        guard let i = image.index(name) else { return w.appendLiteral("null") }
+        guard image.attribute(i).plainString else { return writeStringOrNull(&w, image.string(at: i)) }
+        image.withText(at: i) { w.appendQuoted(utf8: $0) }
+    }
+
+    /// Writes the event's deterministic id, quoted: SHA-256 of the hem and its records'
+    /// positions, in hex. The hem is part of it: one record names one hem, and a server that
+    /// gave two records one sequence number (moto 5.2.1 does under concurrent writes) cannot
+    /// merge two events.
+    static func appendEventID(_ w: inout JSONWriter, hem: String, positions: [StreamPosition]) {
+        let digest = eventDigest(hem: hem, positions: positions)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 66) { out in
+            out[0] = 0x22
+            digest.withUnsafeBytes { raw in
+                for (i, b) in raw.enumerated() {
+                    out[1 + 2 * i] = hexDigits[Int(b >> 4)]
+                    out[2 + 2 * i] = hexDigits[Int(b & 15)]
+                }
+            }
+            out[65] = 0x22
+            w.appendLiteral(UnsafeBufferPointer(out))
         }
-        func feed(_ text: StaticString) {
-            sha.update(bufferPointer: UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-        }
-        feed(hem)
+    }
+
+    /// The event id's digest. One record's input is gathered into one buffer and hashed with
+    /// one call (a call per piece cost more than the hashing).
+    static func eventDigest(hem: String, positions: [StreamPosition]) -> SHA256.Digest {
         if positions.count == 1 {
             let p = positions[0]
-            feed("\n")
-            feed(p.streamARN)
-            feed("|")
-            feed(p.shardID)
-            feed("|")
-            feed(p.sequenceNumber)
-            return hex(sha.finalize())
+            var hem = hem, arn = p.streamARN, shard = p.shardID, seq = p.sequenceNumber
+            let count = hem.utf8.count + arn.utf8.count + shard.utf8.count + seq.utf8.count + 3
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { buffer in
+                var n = 0
+                func put(_ s: inout String) {
+                    s.withUTF8 { u in
+                        if let base = u.baseAddress { (buffer.baseAddress! + n).update(from: base, count: u.count) }
+                        n += u.count
+                    }
+                }
+                func put(_ c: Character) {
+                    buffer[n] = c.asciiValue!
+                    n += 1
+                }
+                put(&hem)
+                put("\n")
+                put(&arn)
+                put("|")
+                put(&shard)
+                put("|")
+                put(&seq)
+                var sha = SHA256()
+                sha.update(bufferPointer: UnsafeRawBufferPointer(start: buffer.baseAddress, count: n))
+                return sha.finalize()
+            }
         }
+        var sha = SHA256()
+        var hem = hem
+        hem.withUTF8 { sha.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         var parts = positions.map { p in
             var b: [UInt8] = []
             b.reserveCapacity(p.streamARN.utf8.count + p.shardID.utf8.count + p.sequenceNumber.utf8.count + 2)
@@ -500,10 +614,10 @@ public struct ChangeDetector: Sendable {
         }
         if parts.count > 1 { parts.sort { $0.lexicographicallyPrecedes($1) } }
         for p in parts {
-            feed("\n")
+            sha.update(data: [UInt8(ascii: "\n")])
             p.withUnsafeBytes { sha.update(bufferPointer: $0) }
         }
-        return hex(sha.finalize())
+        return sha.finalize()
     }
 
     static let hexDigits = Array("0123456789abcdef".utf8)

@@ -58,12 +58,14 @@ public struct StreamPageReader {
     /// body it leaves to the canonical parser (escapes, non-ASCII text, a repeated key) is parsed
     /// as a JSON tree, with the same result.
     public mutating func read(_ body: [UInt8]) throws(JSONError) -> (records: [StreamRecord]?, nextIterator: String?) {
-        if let fast = body.withUnsafeBufferPointer({ readTape($0) }) { return fast }
+        if let fast = body.withUnsafeBufferPointer({ readTape(body, $0) }) { return fast }
         let answer = body.isEmpty ? JSON.object([:]) : try JSON.parse(body)
         return (answer["Records"]?.arrayValue?.map(StreamRecord.init), answer["NextShardIterator"]?.stringValue)
     }
 
-    mutating func readTape(_ bytes: UnsafeBufferPointer<UInt8>) -> (records: [StreamRecord]?, nextIterator: String?)? {
+    mutating func readTape(_ body: [UInt8], _ bytes: UnsafeBufferPointer<UInt8>) -> (
+        records: [StreamRecord]?, nextIterator: String?
+    )? {
         guard bytes.count > 0, bytes.count < Int(Int32.max) else { return nil }
         guard TapeParser.parseObject(bytes, into: &tokens, reserve: bytes.count / 12) else { return nil }
         return tokens.withUnsafeBufferPointer { tokens in
@@ -72,10 +74,20 @@ public struct StreamPageReader {
             if let list = tape.member(0, "Records"), tokens[list].kind == .array {
                 records = []
                 records!.reserveCapacity(Int(tokens[list].count))
+                // The page's images share the body's bytes and one attribute list; they are
+                // given the finished list at the end (an image holding it while it still grew
+                // would copy it on the next append).
+                var page = ItemImage.Page()
                 var t = list + 1
                 for _ in 0..<tokens[list].count {
-                    records!.append(StreamRecord(tape, t))
+                    records!.append(StreamRecord(tape, t, &page))
                     t = Int(tokens[t].next)
+                }
+                if !page.attributes.isEmpty {
+                    for k in records!.indices {
+                        records![k].newImage?.share(body, page.attributes)
+                        records![k].oldImage?.share(body, page.attributes)
+                    }
                 }
             }
             return (records, tape.string(tape.member(0, "NextShardIterator")))
@@ -84,7 +96,7 @@ public struct StreamPageReader {
 }
 
 extension StreamRecord {
-    init(_ tape: Tape, _ record: Int) {
+    init(_ tape: Tape, _ record: Int, _ page: inout ItemImage.Page) {
         guard tape.tokens[record].kind == .object else { return }
         eventName = tape.string(tape.member(record, "eventName"))
         guard let d = tape.member(record, "dynamodb") else { return }
@@ -99,15 +111,18 @@ extension StreamRecord {
             keyHem = tape.member(keys, "hem").flatMap { tape.string(tape.member($0, "S")) }
             keyVupID = tape.member(keys, "vup_id").flatMap { tape.string(tape.member($0, "S")) }
         }
-        newImage = tape.member(d, "NewImage").flatMap { ItemImage(tape, $0) }
-        oldImage = tape.member(d, "OldImage").flatMap { ItemImage(tape, $0) }
+        newImage = tape.member(d, "NewImage").flatMap { ItemImage.read(tape, $0, &page) }
+        oldImage = tape.member(d, "OldImage").flatMap { ItemImage.read(tape, $0, &page) }
     }
 }
 
 /// An item image (NewImage or OldImage): its attributes sorted by name, each value kept as its
 /// canonical JSON text (sorted keys, compact: what `JSON.serialized()` gives), so comparing two
-/// values is comparing bytes and a PII hash is over the same bytes as before. Names and values
-/// share one buffer.
+/// values is comparing bytes and a PII hash is over the same bytes as before. An image read from
+/// a page whose values are already canonical on the wire (compact `{"S":"text"}`, the usual
+/// case) copies nothing: it points into the page's body and the page's one attribute list; any
+/// other image has a buffer and a list of its own. `detached()` gives an image its own storage
+/// before it is held (a held image must not keep its whole page alive).
 public struct ItemImage: Sendable {
     struct Attribute: Sendable {
         var name: Range<Int32>
@@ -115,15 +130,160 @@ public struct ItemImage: Sendable {
         /// The value is `{"S":"text"}` whose text needed no escaping (so the bytes are the text).
         var plainString: Bool
     }
+    /// The bytes the attributes' ranges point into.
     var bytes: [UInt8] = []
-    var attributes: [Attribute] = []
+    /// The list this image's attributes sit in, at `span`.
+    var list: [Attribute] = []
+    var span: Range<Int32> = 0..<0
+    /// `bytes` and `list` are a page's (see `detached()`).
+    var shared = false
+    /// Where the attributes the detector reads by name sit (`Known`), found once per image: a
+    /// search by name per use compared names over and over (several per record and event).
+    var known = KnownIndexes()
+
+    /// The attributes the detector and the reader look up by name.
+    public enum Known: Int, CaseIterable, Sendable {
+        case hem, vupID, previousVupID, updatedAt
+        var name: StaticString {
+            switch self {
+            case .hem: "hem"
+            case .vupID: "vup_id"
+            case .previousVupID: "previous_vup_id"
+            case .updatedAt: "updated_at"
+            }
+        }
+    }
+    /// Attribute index of each `Known` name, -1 when absent.
+    struct KnownIndexes: Sendable {
+        var hem: Int32 = -1, vupID: Int32 = -1, previousVupID: Int32 = -1, updatedAt: Int32 = -1
+        subscript(_ k: Known) -> Int32 {
+            get {
+                switch k {
+                case .hem: hem
+                case .vupID: vupID
+                case .previousVupID: previousVupID
+                case .updatedAt: updatedAt
+                }
+            }
+            set {
+                switch k {
+                case .hem: hem = newValue
+                case .vupID: vupID = newValue
+                case .previousVupID: previousVupID = newValue
+                case .updatedAt: updatedAt = newValue
+                }
+            }
+        }
+    }
+
+    /// Finds the `Known` attributes among the image's (one pass, after the attributes are sorted).
+    mutating func findKnown(_ b: UnsafeBufferPointer<UInt8>, _ list: UnsafeBufferPointer<Attribute>) {
+        known = KnownIndexes()
+        for i in 0..<span.count {
+            let a = list[Int(span.lowerBound) + i]
+            let n = a.name.count
+            guard n == 3 || n == 6 || n == 10 || n == 15 else { continue }
+            for k in Known.allCases where k.name.utf8CodeUnitCount == n {
+                if memcmp(b.baseAddress! + Int(a.name.lowerBound), k.name.utf8Start, n) == 0 { known[k] = Int32(i) }
+            }
+        }
+    }
+
+    /// A page's attribute list while the page is read.
+    struct Page {
+        var attributes: [Attribute] = []
+    }
 
     public init() {}
+
+    /// The image's attribute `i` (of `count`, by name).
+    @inline(__always)
+    func attribute(_ i: Int) -> Attribute { list[Int(span.lowerBound) + i] }
+
+    /// Points a page's image at the page's body and finished attribute list.
+    mutating func share(_ body: [UInt8], _ attributes: [Attribute]) {
+        guard bytes.isEmpty, list.isEmpty, !span.isEmpty else { return }
+        bytes = body
+        list = attributes
+        shared = true
+    }
+
+    /// From the tape, copying nothing when every value is canonical as it stands (one string
+    /// member, compact): its attributes go to `page` (sorted by name within their span), its
+    /// bytes are the page's (`share` sets them once the page is read). Otherwise an image with
+    /// its own storage (`init?(tape, object)`).
+    static func read(_ tape: Tape, _ object: Int, _ page: inout Page) -> ItemImage? {
+        let tokens = tape.tokens
+        guard tokens[object].kind == .object else { return nil }
+        let count = Int(tokens[object].count)
+        let start = page.attributes.count
+        var k = object + 1
+        for _ in 0..<count {
+            let v = k + 1
+            let tv = tokens[v]
+            guard tv.kind == .object, tv.count == 1, tokens[v + 2].kind == .string,
+                Int(tv.end - tv.start) == 7 + tokens[v + 1].range.count + tokens[v + 2].range.count
+            else {
+                page.attributes.removeSubrange(start...)
+                return ItemImage(tape, object)
+            }
+            page.attributes.append(
+                Attribute(
+                    name: tokens[k].start..<tokens[k].end, value: tv.start..<tv.end,
+                    plainString: tape.equals(v + 1, "S")))
+            k = Int(tokens[v].next)
+        }
+        var image = ItemImage()
+        image.span = Int32(start)..<Int32(page.attributes.count)
+        let b = tape.bytes
+        if count > 1 { page.attributes[start...].sort { x, y in Self.precedes(x, y, b) } }
+        page.attributes.withUnsafeBufferPointer { image.findKnown(b, $0) }
+        return image
+    }
+
+    /// Byte order of two names (memcmp, then length), as `lexicographicallyPrecedes` gives.
+    @inline(__always)
+    static func precedes(_ x: Attribute, _ y: Attribute, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = min(x.name.count, y.name.count)
+        let c =
+            n == 0
+            ? 0 : memcmp(b.baseAddress! + Int(x.name.lowerBound), b.baseAddress! + Int(y.name.lowerBound), n)
+        return c != 0 ? c < 0 : x.name.count < y.name.count
+    }
+
+    /// This image with storage of its own: what the detector holds in the pairing window (a
+    /// page's image would keep the page's body and list alive while it waits).
+    func detached() -> ItemImage {
+        guard shared else { return self }
+        var own = ItemImage()
+        var size = 0
+        for i in 0..<count { size += attribute(i).name.count + attribute(i).value.count }
+        own.bytes.reserveCapacity(size)
+        own.list.reserveCapacity(count)
+        bytes.withUnsafeBufferPointer { b in
+            for i in 0..<count {
+                let a = attribute(i)
+                let nameStart = Int32(own.bytes.count)
+                own.bytes.append(
+                    contentsOf: UnsafeBufferPointer(rebasing: b[Int(a.name.lowerBound)..<Int(a.name.upperBound)]))
+                let valueStart = Int32(own.bytes.count)
+                own.bytes.append(
+                    contentsOf: UnsafeBufferPointer(rebasing: b[Int(a.value.lowerBound)..<Int(a.value.upperBound)]))
+                own.list.append(
+                    Attribute(
+                        name: nameStart..<valueStart, value: valueStart..<Int32(own.bytes.count),
+                        plainString: a.plainString))
+            }
+        }
+        own.span = 0..<Int32(own.list.count)
+        own.known = known
+        return own
+    }
 
     /// From wire JSON: an image's attribute map.
     public init(_ members: [String: JSON]) {
         bytes.reserveCapacity(members.count * 48)
-        attributes.reserveCapacity(members.count)
+        list.reserveCapacity(members.count)
         for (name, value) in members {
             var name = name
             name.withUTF8 { n in
@@ -140,7 +300,7 @@ public struct ItemImage: Sendable {
         guard tokens[object].kind == .object else { return nil }
         let count = Int(tokens[object].count)
         bytes.reserveCapacity(Int(tokens[object].end - tokens[object].start))
-        attributes.reserveCapacity(count)
+        list.reserveCapacity(count)
         var k = object + 1
         for _ in 0..<count {
             let v = k + 1
@@ -155,7 +315,7 @@ public struct ItemImage: Sendable {
                 bytes.append(contentsOf: UnsafeBufferPointer(rebasing: tape.bytes[tokens[v + 2].range]))
                 append("\"}")
                 let plain = tape.equals(v + 1, "S")
-                attributes.append(Attribute(name: start..<mid, value: mid..<Int32(bytes.count), plainString: plain))
+                list.append(Attribute(name: start..<mid, value: mid..<Int32(bytes.count), plainString: plain))
             } else {
                 let raw = Array(tape.bytes[tokens[v].range.lowerBound..<Int(tokens[v].end)])
                 let canonical = ((try? JSON.parse(raw)) ?? .null).serializedBytes()
@@ -175,7 +335,7 @@ public struct ItemImage: Sendable {
         let plain =
             value.count >= 8 && value.starts(with: prefix) && value[value.count - 2] == 0x22
             && value[value.count - 1] == 0x7D && !value[6..<(value.count - 2)].contains(0x5C)
-        attributes.append(Attribute(name: start..<mid, value: mid..<Int32(bytes.count), plainString: plain))
+        list.append(Attribute(name: start..<mid, value: mid..<Int32(bytes.count), plainString: plain))
     }
 
     /// JSON punctuation appended as it is (an array literal per call was an allocation).
@@ -183,31 +343,38 @@ public struct ItemImage: Sendable {
         bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
+    /// Sorts an image's own list by name (the wire order is any order).
     mutating func sortByName() {
-        bytes.withUnsafeBufferPointer { b in
-            /// Byte order of two names (memcmp, then length), as `lexicographicallyPrecedes` gives.
-            func precedes(_ x: Attribute, _ y: Attribute) -> Bool {
-                let n = min(x.name.count, y.name.count)
-                let c =
-                    n == 0
-                    ? 0 : memcmp(b.baseAddress! + Int(x.name.lowerBound), b.baseAddress! + Int(y.name.lowerBound), n)
-                return c != 0 ? c < 0 : x.name.count < y.name.count
-            }
-            attributes.sort(by: precedes)
-        }
+        bytes.withUnsafeBufferPointer { b in list.sort { x, y in Self.precedes(x, y, b) } }
+        span = 0..<Int32(list.count)
+        var image = self
+        bytes.withUnsafeBufferPointer { b in list.withUnsafeBufferPointer { image.findKnown(b, $0) } }
+        known = image.known
     }
 
-    public var isEmpty: Bool { attributes.isEmpty }
-    public var count: Int { attributes.count }
+    public var isEmpty: Bool { span.isEmpty }
+    public var count: Int { span.count }
 
     /// The index of attribute `name`, if present.
     func index(_ name: StaticString) -> Int? {
         let n = name.utf8CodeUnitCount
         return bytes.withUnsafeBufferPointer { b in
-            attributes.firstIndex { a in
-                a.name.count == n && memcmp(b.baseAddress! + Int(a.name.lowerBound), name.utf8Start, n) == 0
+            list.withUnsafeBufferPointer { list in
+                for i in 0..<span.count {
+                    let a = list[Int(span.lowerBound) + i]
+                    if a.name.count == n, memcmp(b.baseAddress! + Int(a.name.lowerBound), name.utf8Start, n) == 0 {
+                        return i
+                    }
+                }
+                return nil
             }
         }
+    }
+
+    /// The index of `Known` attribute `k`, if present.
+    func index(_ k: Known) -> Int? {
+        let i = known[k]
+        return i < 0 ? nil : Int(i)
     }
 
     /// The text of attribute `name` when it is a string (`{"S": ...}`), as `image[name]["S"]` was.
@@ -216,12 +383,18 @@ public struct ItemImage: Sendable {
         return string(at: i)
     }
 
-    /// `string(name)`, but `known` itself when the text is the same (no new String for a value
+    /// `string(name)` for an attribute the detector reads by name (found once per image).
+    public func string(_ k: Known) -> String? {
+        guard let i = index(k) else { return nil }
+        return string(at: i)
+    }
+
+    /// `string(k)`, but `known` itself when the text is the same (no new String for a value
     /// the caller holds already, such as a key from the record's `Keys`).
-    func string(_ name: StaticString, reusing known: String?) -> String? {
-        guard let i = index(name) else { return nil }
-        if var known, attributes[i].plainString {
-            let a = attributes[i]
+    public func string(_ k: Known, reusing known: String?) -> String? {
+        guard let i = index(k) else { return nil }
+        if var known, attribute(i).plainString {
+            let a = attribute(i)
             let start = Int(a.value.lowerBound + 6)
             let count = Int(a.value.upperBound - 2) - start
             let same = known.withUTF8 { k in
@@ -234,8 +407,16 @@ public struct ItemImage: Sendable {
         return string(at: i)
     }
 
+    /// The text of plain-string attribute `i` (`attributes[i].plainString`), as bytes.
+    func withText<R>(at i: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        let a = attribute(i)
+        return bytes.withUnsafeBufferPointer { b in
+            body(UnsafeBufferPointer(rebasing: b[Int(a.value.lowerBound + 6)..<Int(a.value.upperBound - 2)]))
+        }
+    }
+
     func string(at i: Int) -> String? {
-        let a = attributes[i]
+        let a = attribute(i)
         if a.plainString {
             return String(decoding: bytes[Int(a.value.lowerBound + 6)..<Int(a.value.upperBound - 2)], as: UTF8.self)
         }
@@ -244,15 +425,16 @@ public struct ItemImage: Sendable {
 
     /// Attribute `i`'s value as JSON (the slow path for values that are not plain strings).
     func value(at i: Int) -> JSON {
-        (try? JSON.parse(Array(bytes[Int(attributes[i].value.lowerBound)..<Int(attributes[i].value.upperBound)])))
-            ?? .null
+        (try? JSON.parse(Array(valueBytes(at: i)))) ?? .null
     }
 
     func name(at i: Int) -> ArraySlice<UInt8> {
-        bytes[Int(attributes[i].name.lowerBound)..<Int(attributes[i].name.upperBound)]
+        let a = attribute(i)
+        return bytes[Int(a.name.lowerBound)..<Int(a.name.upperBound)]
     }
     func valueBytes(at i: Int) -> ArraySlice<UInt8> {
-        bytes[Int(attributes[i].value.lowerBound)..<Int(attributes[i].value.upperBound)]
+        let a = attribute(i)
+        return bytes[Int(a.value.lowerBound)..<Int(a.value.upperBound)]
     }
 }
 

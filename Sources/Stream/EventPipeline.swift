@@ -66,13 +66,50 @@ public final class EventPipeline: Sendable {
         var oldestUnsettled: Double? { head < entries.count ? entries[head].time : nil }
     }
 
+    /// One message in flight: its records, when it was sent, and its bytes (held for the sink
+    /// until the acknowledgement).
+    struct Message {
+        var positions: [StreamPosition]
+        var sent: ContinuousClock.Instant
+        var bytes: [UInt8]
+    }
+
+    /// Messages in flight, found by tag with arithmetic: tags are handed out in order, so
+    /// message `tag` sits at `slots[tag - firstTag]` until its report empties the slot, and the
+    /// reported front is dropped. (A dictionary by tag cost two hashes and a bucket a message.)
+    struct Messages {
+        var slots: [Message?] = []
+        var head = 0
+        /// The tag of `slots[0]`.
+        var firstTag: UInt64 = 1
+        var nextTag: UInt64 { firstTag + UInt64(slots.count) }
+
+        mutating func add(_ m: Message) -> UInt64 {
+            slots.append(m)
+            return nextTag - 1
+        }
+
+        /// Takes message `tag` out (nil when it is not in flight).
+        mutating func remove(_ tag: UInt64) -> Message? {
+            guard tag >= firstTag, tag < nextTag else { return nil }
+            let i = Int(tag - firstTag)
+            guard i >= head, let m = slots[i] else { return nil }
+            slots[i] = nil
+            while head < slots.count, slots[head] == nil { head += 1 }
+            if head > 4096, head * 2 > slots.count {
+                slots.removeFirst(head)
+                firstTag += UInt64(head)
+                head = 0
+            }
+            return m
+        }
+    }
+
     struct State {
         var detector: ChangeDetector
         var ledgers: [String: Ledger] = [:]
-        /// Each message in flight: its records, when it was sent, and its bytes (held for the
-        /// sink until the acknowledgement).
-        var tags: [UInt64: (positions: [StreamPosition], sent: ContinuousClock.Instant, bytes: [UInt8])] = [:]
-        var nextTag: UInt64 = 1
+        /// The messages sent and not yet acknowledged, by tag.
+        var messages = Messages()
         var fatal: String?
         var inFlight = 0
         /// The other half of `acks`' double buffer (swapped, so draining allocates nothing).
@@ -114,9 +151,14 @@ public final class EventPipeline: Sendable {
     /// Processes one page of a shard's records, in order. REMOVEs the resolver says are the
     /// departing half of a loader move are acknowledged without an event.
     public func process(_ records: [StreamRecord], shardID: String, streamARN: String, departing: Set<Int>) throws {
-        /// An event, or a dead letter with its record's sequence number; and the tag.
-        var sends: [(ChangeEvent?, (bytes: [UInt8], seq: String)?, UInt64)] = []
-        sends.reserveCapacity(records.count)
+        // The page's events, in order, with their tags; dead letters beside them. Events are
+        // written into this one array by the detector and read from it in place (an array of
+        // tuples copied every event out of it, and out of the detector's array per record).
+        var events: [ChangeEvent] = []
+        var tags: [UInt64] = []
+        var deadLetters: [(bytes: [UInt8], seq: String, tag: UInt64)] = []
+        events.reserveCapacity(records.count)
+        tags.reserveCapacity(records.count)
         metrics.recordsRead.increment(by: records.count)
         let noOps = state.withLock { s in
             applyAcks(&s)
@@ -126,33 +168,42 @@ public final class EventPipeline: Sendable {
             // shard id for every record and event.
             var ledger = s.ledgers.removeValue(forKey: shardID) ?? Ledger()
             defer { s.ledgers[shardID] = ledger }
-            for i in records.indices {
-                let seq = records[i].sequenceNumber ?? ""
-                let time = records[i].time ?? 0
-                if departing.contains(i) {
-                    ledger.add(seq, held: false, time: time)
-                    continue
-                }
-                let slot = ledger.slot(for: seq)
-                do {
-                    let outcome = try s.detector.ingestTracked(
-                        records[i], shardID: shardID, streamARN: streamARN, record: slot)
-                    ledger.add(seq, held: outcome.held, time: time)
-                    for e in outcome.events {
-                        let tag = Self.enqueue(&s, &ledger, of: shardID, positions: e.positions, bytes: e.bytes)
-                        sends.append((e, nil, tag))
+            // Records are read in place (`records[i]` of the array copied each one out: a retain
+            // and a release of its every String and buffer).
+            records.withUnsafeBufferPointer { records in
+                for i in records.indices {
+                    let seq = records[i].sequenceNumber ?? ""
+                    let time = records[i].time ?? 0
+                    if departing.contains(i) {
+                        ledger.add(seq, held: false, time: time)
+                        continue
                     }
-                } catch {
-                    ledger.add(seq, held: false, time: time)
-                    let why = Self.withholdingAddresses("\(error)")
-                    let dlq = Self.deadLetter(records[i], shardID: shardID, seq: seq, error: why)
-                    metrics.deadLettered.increment()
-                    report("record \(seq) of shard \(shardID) cannot be read: \(why)"
-                        + (hasDLQ ? "; sent to the dead-letter topic" : "; skipped (no --dlq-topic)"))
-                    if hasDLQ {
-                        let pos = StreamPosition(
-                            streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?", record: slot)
-                        sends.append((nil, (dlq, seq), Self.enqueue(&s, &ledger, of: shardID, positions: [pos], bytes: dlq)))
+                    let slot = ledger.slot(for: seq)
+                    let before = events.count
+                    do {
+                        let held = try s.detector.ingest(
+                            records[i], shardID: shardID, streamARN: streamARN, record: slot, into: &events)
+                        ledger.add(seq, held: held, time: time)
+                        events.withUnsafeBufferPointer { events in
+                            for k in before..<events.count {
+                                tags.append(
+                                    Self.enqueue(
+                                        &s, &ledger, of: shardID, positions: events[k].positions, bytes: events[k].bytes))
+                            }
+                        }
+                    } catch {
+                        ledger.add(seq, held: false, time: time)
+                        let why = Self.withholdingAddresses("\(error)")
+                        let dlq = Self.deadLetter(records[i], shardID: shardID, seq: seq, error: why)
+                        metrics.deadLettered.increment()
+                        report("record \(seq) of shard \(shardID) cannot be read: \(why)"
+                            + (hasDLQ ? "; sent to the dead-letter topic" : "; skipped (no --dlq-topic)"))
+                        if hasDLQ {
+                            let pos = StreamPosition(
+                                streamARN: streamARN, shardID: shardID, sequenceNumber: seq, eventName: "?", record: slot)
+                            deadLetters.append(
+                                (dlq, seq, Self.enqueue(&s, &ledger, of: shardID, positions: [pos], bytes: dlq)))
+                        }
                     }
                 }
             }
@@ -160,21 +211,27 @@ public final class EventPipeline: Sendable {
             return s.detector.noOpModifies
         }
         metrics.noOps.record(Double(noOps))
+        try send(events, tags)
         let sink = self.sink
+        for (bytes, seq, tag) in deadLetters {
+            let sent = try sink.send(key: [], value: bytes, headers: nil, tag: tag, toDLQ: true)
+            if sent == .blockedPII {
+                // `deadLetter` leaves addresses out, so this is the guard's second line.
+                metrics.piiBlocked.increment()
+                report("the dead letter of shard \(shardID) record \(seq) held an email-shaped value: not sent")
+            }
+            if sent != .enqueued { delivered(tag: tag, error: nil) }
+        }
+    }
+
+    /// Sends `events` (in order, each with its tag), read in place.
+    func send(_ events: [ChangeEvent], _ tags: [UInt64]) throws {
+        let sink = self.sink
+        let kafka = sink as? KafkaOutlet
         var counts = EventCounts()
         defer { counts.add(to: metrics) }
-        for (event, dlq, tag) in sends {
-            if let event {
-                try emit(event, tag: tag, sink: sink, counts: &counts)
-            } else {
-                let sent = try sink.send(key: [], value: dlq!.bytes, headers: nil, tag: tag, toDLQ: true)
-                if sent == .blockedPII {
-                    // `deadLetter` leaves addresses out, so this is the guard's second line.
-                    metrics.piiBlocked.increment()
-                    report("the dead letter of shard \(shardID) record \(dlq!.seq) held an email-shaped value: not sent")
-                }
-                if sent != .enqueued { delivered(tag: tag, error: nil) }
-            }
+        try events.withUnsafeBufferPointer { events in
+            for k in events.indices { try emit(events[k], tag: tags[k], sink: sink, kafka: kafka, counts: &counts) }
         }
     }
 
@@ -213,23 +270,38 @@ public final class EventPipeline: Sendable {
 
     /// Sends the events a settling of the detector gives, and releases the halves it settled.
     func settle(_ settling: (inout ChangeDetector) -> [ChangeEvent]) throws {
-        let sends = state.withLock { s in
-            let sends = settling(&s.detector).map { ($0, Self.enqueue(&s, positions: $0.positions, bytes: $0.bytes)) }
+        let (events, tags) = state.withLock { s in
+            let events = settling(&s.detector)
+            let tags = events.withUnsafeBufferPointer { events in
+                events.indices.map { Self.enqueue(&s, positions: events[$0].positions, bytes: events[$0].bytes) }
+            }
             Self.release(&s, s.detector.drainReleased())
-            return sends
+            return (events, tags)
         }
-        let sink = self.sink
-        var counts = EventCounts()
-        defer { counts.add(to: metrics) }
-        for (event, tag) in sends { try emit(event, tag: tag, sink: sink, counts: &counts) }
+        try send(events, tags)
     }
 
     /// Sends one event through the outlet, whose PII guard stops an event holding an
     /// email-shaped string (a public field that carried an address): counted and logged by
     /// position, never sent.
-    func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventOutlet, counts: inout EventCounts) throws {
-        let headers = EventHeaders(id: event.id, type: event.type)
-        let sent = try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false)
+    /// To Kafka it goes from the event's own bytes and the ranges the detector noted (no key
+    /// array and header Strings per event); `messages` keeps the bytes alive until the report.
+    func emit(
+        _ event: ChangeEvent, tag: UInt64, sink: any EventOutlet, kafka: KafkaOutlet?, counts: inout EventCounts
+    ) throws {
+        let sent: Sent
+        if let kafka, let fields = event.fields {
+            if PIIGuard.containsEmailAddress(event.bytes) {
+                sent = .blockedPII
+            } else {
+                sent = try event.bytes.withUnsafeBufferPointer { line throws(KafkaError) in
+                    try kafka.send(scanned: line, fields, tag: tag, copy: false, shouldStop: { false })
+                }
+            }
+        } else {
+            let headers = EventHeaders(id: event.id, type: event.type)
+            sent = try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false)
+        }
         if sent == .blockedPII {
             metrics.piiBlocked.increment()
             let where_ = event.positions.map { "shard \($0.shardID) record \($0.sequenceNumber)" }.joined(separator: ", ")
@@ -263,7 +335,8 @@ public final class EventPipeline: Sendable {
             s.inFlight -= 1
             metrics.deliveryFailures.increment()
             if s.fatal == nil { s.fatal = error }
-            // Its records stay outstanding: the checkpoint never passes them.
+            // Its records stay outstanding: the checkpoint never passes them. Its bytes go.
+            _ = s.messages.remove(tag)
         }
     }
 
@@ -273,14 +346,22 @@ public final class EventPipeline: Sendable {
     func applyAcks(_ s: inout State) {
         acks.withLock { swap(&$0, &s.ackBatch) }
         guard !s.ackBatch.isEmpty else { return }
+        // A shard's ledger is taken out of the map while its records' acknowledgements come one
+        // after another (one hash of the shard id per run, not per record).
+        var current: (shardID: String, ledger: Ledger)?
         for (tag, at) in s.ackBatch {
             s.inFlight -= 1
-            guard let sent = s.tags.removeValue(forKey: tag) else { continue }
+            guard let sent = s.messages.remove(tag) else { continue }
             metrics.deliveryLatency.recordNanoseconds(Int64((at - sent.sent) / .nanoseconds(1)))
             for p in sent.positions {
-                s.ledgers[p.shardID]?.update(p.record, p.sequenceNumber) { $0.outstanding -= 1 }
+                if current?.shardID != p.shardID {
+                    if let c = current { s.ledgers[c.shardID] = c.ledger }
+                    current = s.ledgers.removeValue(forKey: p.shardID).map { (shardID: p.shardID, ledger: $0) }
+                }
+                current?.ledger.update(p.record, p.sequenceNumber) { $0.outstanding -= 1 }
             }
         }
+        if let c = current { s.ledgers[c.shardID] = c.ledger }
         s.ackBatch.removeAll(keepingCapacity: true)
     }
 
@@ -347,11 +428,8 @@ public final class EventPipeline: Sendable {
 
     /// A new message in flight: its tag, with its records, the time and its bytes.
     static func track(_ s: inout State, positions: [StreamPosition], bytes: [UInt8]) -> UInt64 {
-        let tag = s.nextTag
-        s.nextTag += 1
         s.inFlight += 1
-        s.tags[tag] = (positions, .now, bytes)
-        return tag
+        return s.messages.add(Message(positions: positions, sent: .now, bytes: bytes))
     }
 
     static func release(_ s: inout State, _ positions: [StreamPosition]) {

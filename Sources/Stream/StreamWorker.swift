@@ -523,8 +523,13 @@ public final class StreamWorker: Sendable {
     /// at a time).
     func departingHalves(_ records: [StreamRecord], shard: String) async -> Set<Int> {
         var arriving = Set<String>()
-        for r in records where r.eventName == "INSERT" {
-            guard let img = r.newImage, let hem = img.string("hem"), let from = img.string("previous_vup_id") else { continue }
+        // By index: `for r in records` copied each record out (a retain and a release of its
+        // every String and buffer).
+        for i in records.indices where records[i].eventName == "INSERT" {
+            // previous_vup_id first: most INSERTs have none, and then no String is made.
+            guard let img = records[i].newImage, let from = img.string(.previousVupID),
+                let hem = img.string(.hem, reusing: records[i].keyHem)
+            else { continue }
             arriving.insert(hem + "|" + from)
         }
         /// The REMOVEs of one hem left to a lookup: their indexes and vup_ids, the youngest time.
@@ -536,9 +541,12 @@ public final class StreamWorker: Sendable {
         var lookups: [Lookup] = []
         var slot: [String: Int] = [:]
         var known = Set<Int>()
-        for (i, r) in records.enumerated() where r.eventName == "REMOVE" {
+        for i in records.indices where records[i].eventName == "REMOVE" {
+            let r = records[i]
             // The old image's keys, else (no image) the record's Keys.
-            let keys = r.oldImage.map { ($0.string("hem"), $0.string("vup_id")) } ?? (r.keyHem, r.keyVupID)
+            let keys =
+                r.oldImage.map { ($0.string(.hem, reusing: r.keyHem), $0.string(.vupID, reusing: r.keyVupID)) }
+                ?? (r.keyHem, r.keyVupID)
             guard let hem = keys.0, let vup = keys.1 else { continue }
             if arriving.contains(hem + "|" + vup) || pipeline.knowsDeparture(hem: hem, from: vup) {
                 metrics.movesClassified(by: "record")

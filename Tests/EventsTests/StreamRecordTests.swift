@@ -72,6 +72,35 @@ final class StreamRecordTests: XCTestCase {
         }
     }
 
+    func testAPageWithSpaces_givesTheSameEventsAsCompactOne() throws {
+        // Values are used straight from the body only where their bytes are canonical already;
+        // a body with spaces in every value takes the copying path, with the same events.
+        let compact = String(decoding: Self.page().serializedBytes(), as: UTF8.self)
+        let spaced = compact.replacingOccurrences(of: "\":", with: "\": ").replacingOccurrences(of: "{\"", with: "{ \"")
+        XCTAssertNotEqual(spaced, compact)
+        let a = try XCTUnwrap(StreamRecord.readPage(Array(compact.utf8)).records)
+        let b = try XCTUnwrap(StreamRecord.readPage(Array(spaced.utf8)).records)
+        XCTAssertEqual(try events(a, key: Array("k".utf8)), try events(b, key: Array("k".utf8)))
+    }
+
+    func testAHeldHalf_doesNotKeepItsPage() throws {
+        // An INSERT without previous_vup_id waits in the pairing window; what the detector holds
+        // is a copy of its image, not a view into the page (which would keep the page's whole
+        // body alive for as long as one of its records waits).
+        let page: JSON = ["Records": [T.record("INSERT", seq: 1, time: 100, new: T.item("V1"))]]
+        let records = try XCTUnwrap(StreamRecord.readPage(page.serializedBytes()).records)
+        XCTAssertEqual(records[0].newImage?.shared, true, "read from the page without a copy")
+        var det = ChangeDetector(region: "us-east-1", table: "t", fields: try FieldClassification.load())
+        XCTAssertTrue(try det.ingestTracked(records[0], shardID: "s1", streamARN: T.arn).held)
+        let held = try XCTUnwrap(det.pending[T.hem])
+        XCTAssertEqual(held.image.shared, false)
+        let attributeBytes = (0..<held.image.count).reduce(0) {
+            $0 + held.image.name(at: $1).count + held.image.valueBytes(at: $1).count
+        }
+        XCTAssertEqual(held.image.bytes.count, attributeBytes, "its own bytes are its attributes' only")
+        XCTAssertEqual(det.flush().map(\.type), ["hem.created"])
+    }
+
     func testEventBytes_areTheirCanonicalJSON_andValidAgainstTheSchema() throws {
         let schema = try ChangeEventSchema.load()
         let read = try StreamRecord.readPage(Self.page(domain: "a\"b\\c\u{1}é").serializedBytes())
