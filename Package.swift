@@ -34,11 +34,13 @@ let package = Package(
 
         // Domain modules
         .target(name: "JSON"),
+        // Names the calling OS thread (for top -H, perf, /proc).
+        .target(name: "ThreadNames"),
         .target(name: "Schemas"),
         .target(
             name: "AWSWire",
             dependencies: [
-                "CCurl", "CCurlShim", "JSON",
+                "CCurl", "CCurlShim", "JSON", "ThreadNames",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -52,14 +54,14 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         // librdkafka wrapped, and nothing else.
-        .target(name: "Kafka", dependencies: ["CRdKafka"]),
+        .target(name: "Kafka", dependencies: ["CRdKafka", "ThreadNames"]),
         // Where events leave the process, for `publish` and `stream` alike: the PII guard, the
         // CloudEvents headers, keyed produce with a tag, delivery reports by tag, flush and close.
         .target(name: "Outlet", dependencies: ["Events", "Kafka"]),
         // The `publish` pipeline: NDJSON lines read, validated (Events), sent (Outlet), reported by line.
         .target(
             name: "Publish",
-            dependencies: ["Events", "JSON", "Kafka", "Outlet"]),
+            dependencies: ["Events", "JSON", "Kafka", "Outlet", "ThreadNames"]),
         .target(
             name: "Stream",
             dependencies: [

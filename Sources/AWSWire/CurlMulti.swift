@@ -2,6 +2,7 @@ import CCurl
 import CCurlShim
 import Foundation
 import Synchronization
+import ThreadNames
 
 /// Runs buffered requests (every signed call except streamed S3 downloads) on one thread
 /// driving a curl multi handle: many transfers in flight, one poll for all their sockets, so
@@ -36,10 +37,8 @@ final class CurlMultiLoop: Sendable {
         // default cache follows the number of handles added, which drops to zero between
         // bursts and would close connections).
         hs_multi_setopt_long(m, CURLMOPT_MAXCONNECTS, 64)
-        // Named from inside, through /proc (Foundation's `Thread.name` does not reach the OS
-        // thread on Linux), in at most 15 bytes, so top, perf and /proc/PID/task show it.
         let thread = Thread { [self] in
-            try? "hs-curl-multi".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+            nameCurrentThread("hs-curl-multi")
             self.run()
         }
         thread.start()

@@ -3,6 +3,7 @@ import CCurlShim
 import Dispatch
 import Foundation
 import Synchronization
+import ThreadNames
 
 /// Response headers with case-insensitive lookup (names stored lowercased).
 public struct HTTPHeaders: Sendable {
@@ -144,7 +145,7 @@ final class CurlThreadPool: Sendable {
         }
         if spawn {
             let thread = Thread { [self] in
-                try? "hs-curl".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)  // as CurlMultiLoop's thread
+                nameCurrentThread("hs-curl")
                 self.workerLoop()
             }
             thread.start()

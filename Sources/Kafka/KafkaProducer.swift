@@ -1,6 +1,7 @@
 import CRdKafka
 import Foundation
 import Synchronization
+import ThreadNames
 
 /// A producer for one topic. Messages are enqueued with `send` and their delivery reports come
 /// back, tagged, through `onDelivery` on a dedicated poll thread (never the cooperative pool),
@@ -213,9 +214,7 @@ final class PollThread: Sendable {
 
     init(client: RDKafkaClient) {
         let thread = Thread { [self] in
-            // Named from inside, as CurlMultiLoop's thread (Foundation's `Thread.name` does not
-            // reach the OS thread on Linux).
-            try? "hs-kafka-poll".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+            nameCurrentThread("hs-kafka-poll")
             while running.load(ordering: .acquiring) { client.poll(timeoutMs: 100) }
             client.poll(timeoutMs: 0)
             done.signal()

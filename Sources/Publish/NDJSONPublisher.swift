@@ -4,6 +4,7 @@ import JSON
 import Kafka
 import Outlet
 import Synchronization
+import ThreadNames
 
 /// Publishes change events from NDJSON sources (files, or `-` for stdin) to one topic: each line
 /// is parsed and validated, keyed by the event's hem, and either acknowledged by the broker or
@@ -118,16 +119,16 @@ public final class NDJSONPublisher: Sendable {
         let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount - 1))
         let queue = ChunkQueue(capacity: 2 * workers + 2, workers: workers)
         let unreadable = Unreadable()
-        if !Thread.isMainThread { nameThread("hs-publish") }
+        if !Thread.isMainThread { nameCurrentThread("hs-publish") }
         let reading = Thread { [self] in
-            nameThread("hs-publish-read")
+            nameCurrentThread("hs-publish-read")
             read(into: queue, unreadable: unreadable)
             queue.closeJobs()
         }
         reading.start()
         for n in 0..<workers {
             let checking = Thread { [self] in
-                nameThread("hs-publish-chk\(n)")
+                nameCurrentThread("hs-publish-chk\(n)")
                 var scanner = fastPath.map(EventScanner.init(schema:))
                 while let job = queue.nextJob() {
                     queue.finish(job.sequence, check(job, scanner: &scanner))
@@ -377,13 +378,6 @@ public final class NDJSONPublisher: Sendable {
             return error.isFatal ? .fatal(error) : .notSent(error.description)
         }
     }
-}
-
-/// Names the calling OS thread (at most 15 bytes), so `top -H` and profiles tell the reading,
-/// checking and producing threads apart (Foundation's `Thread.name` does not reach it on Linux).
-private func nameThread(_ name: String) {
-    // As the Kafka poll thread names itself: glibc's pthread_setname_np is not visible to Swift.
-    try? name.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
 }
 
 /// Checked lines handed from the reading thread to the producing one; `bytes` holds the lines.
