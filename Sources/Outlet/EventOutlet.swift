@@ -38,10 +38,25 @@ public protocol EventOutlet: Sendable {
     /// comes back by `tag` (see `Sent`). The caller keeps `value` unchanged until then, so an
     /// outlet may hand Kafka the bytes themselves instead of a copy.
     func send(key: [UInt8], value: [UInt8], headers: EventHeaders?, tag: UInt64, toDLQ: Bool) throws -> Sent
+    /// Sends one event whose key (its hem), id, type and specversion sit at `fields` in `value`
+    /// (as the event scanner or the detector found them), PII guard first; the same promise
+    /// about `value` as `send`. Kafka sends it from those bytes: no key array or header Strings.
+    func send(event value: [UInt8], _ fields: EventScanner.Fields, tag: UInt64) throws -> Sent
     /// Waits up to `timeout` for everything sent to be acknowledged; true when nothing is left.
     func flush(timeout: Duration) async -> Bool
     /// Flushes within `timeout`; what is still unacknowledged then is failed by report.
     func close(timeout: Duration)
+}
+
+extension EventOutlet {
+    /// `send(key:value:headers:…)` with the key and headers read out of `value`.
+    public func send(event value: [UInt8], _ f: EventScanner.Fields, tag: UInt64) throws -> Sent {
+        func text(_ r: Range<Int>?) -> String? { r.map { String(decoding: value[$0], as: UTF8.self) } }
+        return try send(
+            key: Array(value[f.key]), value: value,
+            headers: EventHeaders(id: text(f.id), type: text(f.type), specversion: text(f.specversion)), tag: tag,
+            toDLQ: false)
+    }
 }
 
 /// Change events to one Kafka topic (and dead letters to a second, when given), with the
@@ -104,6 +119,15 @@ public final class KafkaOutlet: EventOutlet {
             }
         }
         return try result.get()
+    }
+
+    public func send(event value: [UInt8], _ f: EventScanner.Fields, tag: UInt64) throws -> Sent {
+        if PIIGuard.containsEmailAddress(value) { return .blockedPII }
+        // The pointer outlives the closure, as in `send(key:value:…)`: the caller keeps `value`'s
+        // storage alive, unchanged, until the delivery report.
+        return try value.withUnsafeBufferPointer { line throws(KafkaError) in
+            try send(scanned: line, f, tag: tag, copy: false, shouldStop: { false })
+        }
     }
 
     /// The hot path of `publish`: a line the event scanner passed, sent from its own bytes and

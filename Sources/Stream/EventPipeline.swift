@@ -227,11 +227,10 @@ public final class EventPipeline: Sendable {
     /// Sends `events` (in order, each with its tag), read in place.
     func send(_ events: [ChangeEvent], _ tags: [UInt64]) throws {
         let sink = self.sink
-        let kafka = sink as? KafkaOutlet
         var counts = EventCounts()
         defer { counts.add(to: metrics) }
         try events.withUnsafeBufferPointer { events in
-            for k in events.indices { try emit(events[k], tag: tags[k], sink: sink, kafka: kafka, counts: &counts) }
+            for k in events.indices { try emit(events[k], tag: tags[k], sink: sink, counts: &counts) }
         }
     }
 
@@ -284,20 +283,12 @@ public final class EventPipeline: Sendable {
     /// Sends one event through the outlet, whose PII guard stops an event holding an
     /// email-shaped string (a public field that carried an address): counted and logged by
     /// position, never sent.
-    /// To Kafka it goes from the event's own bytes and the ranges the detector noted (no key
-    /// array and header Strings per event); `messages` keeps the bytes alive until the report.
-    func emit(
-        _ event: ChangeEvent, tag: UInt64, sink: any EventOutlet, kafka: KafkaOutlet?, counts: inout EventCounts
-    ) throws {
+    /// It goes with the ranges the detector noted when it has them (Kafka then sends it from its
+    /// own bytes); `messages` keeps the bytes alive until the report.
+    func emit(_ event: ChangeEvent, tag: UInt64, sink: any EventOutlet, counts: inout EventCounts) throws {
         let sent: Sent
-        if let kafka, let fields = event.fields {
-            if PIIGuard.containsEmailAddress(event.bytes) {
-                sent = .blockedPII
-            } else {
-                sent = try event.bytes.withUnsafeBufferPointer { line throws(KafkaError) in
-                    try kafka.send(scanned: line, fields, tag: tag, copy: false, shouldStop: { false })
-                }
-            }
+        if let fields = event.fields {
+            sent = try sink.send(event: event.bytes, fields, tag: tag)
         } else {
             let headers = EventHeaders(id: event.id, type: event.type)
             sent = try sink.send(key: Array(event.hem.utf8), value: event.bytes, headers: headers, tag: tag, toDLQ: false)
