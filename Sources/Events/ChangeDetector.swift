@@ -394,12 +394,6 @@ public struct ChangeDetector: Sendable {
         func slice(_ r: Range<Int32>) -> UnsafeBufferPointer<UInt8> {
             UnsafeBufferPointer(start: bytes.baseAddress.map { $0 + Int(r.lowerBound) }, count: r.count)
         }
-        /// memcmp order, then length: what `lexicographicallyPrecedes` gives for bytes.
-        static func compare(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Int {
-            let m = min(a.count, b.count)
-            let c = m == 0 ? 0 : Int(memcmp(a.baseAddress!, b.baseAddress!, m))
-            return c != 0 ? c : a.count - b.count
-        }
     }
 
     func writeDiff(_ w: inout JSONWriter, _ o: DiffSide, _ n: DiffSide) -> Int {
@@ -407,7 +401,7 @@ public struct ChangeDetector: Sendable {
         while i < o.count || j < n.count {
             var oi: Int?, nj: Int?
             if i < o.count, j < n.count {
-                let c = DiffSide.compare(o.name(i), n.name(j))
+                let c = ItemImage.compareBytes(o.name(i), n.name(j))
                 if c == 0 {
                     oi = i
                     nj = j
@@ -426,7 +420,7 @@ public struct ChangeDetector: Sendable {
             let name = oi.map { o.name($0) } ?? n.name(nj!)
             let cls = fields.classOf(name)
             if cls == .key || cls == .bookkeeping { continue }
-            if let oi, let nj, DiffSide.compare(o.value(oi), n.value(nj)) == 0 { continue }
+            if let oi, let nj, ItemImage.compareBytes(o.value(oi), n.value(nj)) == 0 { continue }
             if written > 0 { w.appendLiteral(",") }
             written += 1
             w.appendLiteral("{")

@@ -176,9 +176,11 @@ public struct ItemImage: Sendable {
         }
     }
 
-    /// Finds the `Known` attributes among the image's (one pass, after the attributes are sorted).
-    mutating func findKnown(_ b: UnsafeBufferPointer<UInt8>, _ list: UnsafeBufferPointer<Attribute>) {
-        known = KnownIndexes()
+    /// Where the `Known` attributes sit among `list[span]` (one pass, after they are sorted).
+    static func knownIndexes(
+        _ span: Range<Int32>, _ b: UnsafeBufferPointer<UInt8>, _ list: UnsafeBufferPointer<Attribute>
+    ) -> KnownIndexes {
+        var known = KnownIndexes()
         for i in 0..<span.count {
             let a = list[Int(span.lowerBound) + i]
             let n = a.name.count
@@ -187,6 +189,7 @@ public struct ItemImage: Sendable {
                 if memcmp(b.baseAddress! + Int(a.name.lowerBound), k.name.utf8Start, n) == 0 { known[k] = Int32(i) }
             }
         }
+        return known
     }
 
     /// A page's attribute list while the page is read.
@@ -237,18 +240,26 @@ public struct ItemImage: Sendable {
         image.span = Int32(start)..<Int32(page.attributes.count)
         let b = tape.bytes
         if count > 1 { page.attributes[start...].sort { x, y in Self.precedes(x, y, b) } }
-        page.attributes.withUnsafeBufferPointer { image.findKnown(b, $0) }
+        image.known = page.attributes.withUnsafeBufferPointer { Self.knownIndexes(image.span, b, $0) }
         return image
     }
 
-    /// Byte order of two names (memcmp, then length), as `lexicographicallyPrecedes` gives.
+    /// Byte order of two names, as `lexicographicallyPrecedes` gives.
     @inline(__always)
     static func precedes(_ x: Attribute, _ y: Attribute, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-        let n = min(x.name.count, y.name.count)
-        let c =
-            n == 0
-            ? 0 : memcmp(b.baseAddress! + Int(x.name.lowerBound), b.baseAddress! + Int(y.name.lowerBound), n)
-        return c != 0 ? c < 0 : x.name.count < y.name.count
+        func name(_ a: Attribute) -> UnsafeBufferPointer<UInt8> {
+            UnsafeBufferPointer(rebasing: b[Int(a.name.lowerBound)..<Int(a.name.upperBound)])
+        }
+        return compareBytes(name(x), name(y)) < 0
+    }
+
+    /// memcmp order, then length: what `lexicographicallyPrecedes` gives for bytes (negative,
+    /// zero or positive). For attribute names and values alike.
+    @inline(__always)
+    static func compareBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Int {
+        let m = min(a.count, b.count)
+        let c = m == 0 ? 0 : Int(memcmp(a.baseAddress!, b.baseAddress!, m))
+        return c != 0 ? c : a.count - b.count
     }
 
     /// This image with storage of its own: what the detector holds in the pairing window (a
@@ -347,29 +358,11 @@ public struct ItemImage: Sendable {
     mutating func sortByName() {
         bytes.withUnsafeBufferPointer { b in list.sort { x, y in Self.precedes(x, y, b) } }
         span = 0..<Int32(list.count)
-        var image = self
-        bytes.withUnsafeBufferPointer { b in list.withUnsafeBufferPointer { image.findKnown(b, $0) } }
-        known = image.known
+        known = bytes.withUnsafeBufferPointer { b in list.withUnsafeBufferPointer { Self.knownIndexes(span, b, $0) } }
     }
 
     public var isEmpty: Bool { span.isEmpty }
     public var count: Int { span.count }
-
-    /// The index of attribute `name`, if present.
-    func index(_ name: StaticString) -> Int? {
-        let n = name.utf8CodeUnitCount
-        return bytes.withUnsafeBufferPointer { b in
-            list.withUnsafeBufferPointer { list in
-                for i in 0..<span.count {
-                    let a = list[Int(span.lowerBound) + i]
-                    if a.name.count == n, memcmp(b.baseAddress! + Int(a.name.lowerBound), name.utf8Start, n) == 0 {
-                        return i
-                    }
-                }
-                return nil
-            }
-        }
-    }
 
     /// The index of `Known` attribute `k`, if present.
     func index(_ k: Known) -> Int? {
@@ -377,13 +370,8 @@ public struct ItemImage: Sendable {
         return i < 0 ? nil : Int(i)
     }
 
-    /// The text of attribute `name` when it is a string (`{"S": ...}`), as `image[name]["S"]` was.
-    public func string(_ name: StaticString) -> String? {
-        guard let i = index(name) else { return nil }
-        return string(at: i)
-    }
-
-    /// `string(name)` for an attribute the detector reads by name (found once per image).
+    /// The text of `Known` attribute `k` when it is a string (`{"S": ...}`), as `image[name]["S"]`
+    /// was (found once per image).
     public func string(_ k: Known) -> String? {
         guard let i = index(k) else { return nil }
         return string(at: i)
