@@ -1,6 +1,8 @@
 # Shared by tools/test, tools/demo and tools/bench: install what the project needs, find
 # free loopback ports, start servers and stop them by PID.
 
+HS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
 # strace: a test checks the system calls that make the load's checkpoint durable.
 APT_PACKAGES="librdkafka-dev libcurl4-openssl-dev libz-dev libjemalloc-dev kcat pkg-config curl strace"
 # libz-dev is a virtual package (dpkg -s never finds it); its real name is checked instead.
@@ -53,10 +55,11 @@ hs_stop_all() {
     HS_PIDS=""
 }
 
-# Starts moto_server on a free port; sets MOTO_PORT and MOTO_ENDPOINT.
+# Starts moto_server on a free port, one request at a time (tools/moto-server says why);
+# sets MOTO_PORT and MOTO_ENDPOINT.
 hs_start_moto() {
     MOTO_PORT=$(hs_free_port)
-    moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"${HS_LOG_DIR:-/tmp}/moto-$MOTO_PORT.log" 2>&1 &
+    "$HS_ROOT/tools/moto-server" -H 127.0.0.1 -p "$MOTO_PORT" >"${HS_LOG_DIR:-/tmp}/moto-$MOTO_PORT.log" 2>&1 &
     HS_PIDS="$HS_PIDS $!"
     hs_wait_port "$MOTO_PORT" 60 || { hs_log "moto_server did not start"; return 1; }
     MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"

@@ -44,7 +44,8 @@ public enum LocalPorts {
 
 /// A `moto_server` process on a free loopback port, stopped by PID when `stop()` is called
 /// or the object goes away. Each test that needs isolation starts its own; moto keeps state
-/// per process.
+/// per process. Started through tools/moto-server, which hands moto one request at a time
+/// (concurrent puts into a new partition can lose an acknowledged write in moto).
 public final class MotoServer: @unchecked Sendable {
     public let port: Int
     public var endpoint: String { "http://127.0.0.1:\(port)" }
@@ -55,8 +56,8 @@ public final class MotoServer: @unchecked Sendable {
     public init(extraEnvironment: [String: String] = [:]) throws {
         port = LocalPorts.free()
         process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["moto_server", "-H", "127.0.0.1", "-p", String(port)]
+        process.executableURL = Self.launcher
+        process.arguments = ["-H", "127.0.0.1", "-p", String(port)]
         var env = ProcessInfo.processInfo.environment
         for (k, v) in extraEnvironment { env[k] = v }
         process.environment = env
@@ -73,6 +74,11 @@ public final class MotoServer: @unchecked Sendable {
             usleep(50_000)
         }
     }
+
+    /// tools/moto-server of this checkout.
+    static let launcher = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("tools/moto-server")
 
     public func stop() {
         if process.isRunning {
