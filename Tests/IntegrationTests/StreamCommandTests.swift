@@ -54,9 +54,8 @@ final class StreamCommandTests: XCTestCase, @unchecked Sendable {  // XCTest run
         try kafka.consume(topic, format: "%s\n").filter { !$0.isEmpty }.map { try JSON.parse($0) }
     }
 
-    /// Waits (bounded) until the topic holds at least `count` events.
-    /// Waits until the topic holds `count` distinct events (by id): a redelivered event is not a
-    /// new one, and counting it would end the wait while events are still to come.
+    /// Waits (bounded) until the topic holds `count` distinct events (by id): a redelivered
+    /// event is not a new one, and counting it would end the wait while events are still to come.
     func waitForEvents(_ count: Int, upTo seconds: Double = 120, while process: BackgroundProcess) throws -> [JSON] {
         let deadline = Date().addingTimeInterval(seconds)
         var got: [JSON] = []
