@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport", "JSON", "AWSWire"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "Events", "JSON", "Publish", "TestSupport"]),
         .testTarget(name: "PublishTests", dependencies: ["Publish", "Kafka", "CRdKafka", "Events", "TestSupport"]),
-        .testTarget(name: "OutletTests", dependencies: ["Outlet", "Kafka", "TestSupport"]),
+        .testTarget(name: "OutletTests", dependencies: ["Outlet", "Events", "Kafka", "TestSupport"]),
         .testTarget(name: "StreamTests", dependencies: ["Stream", "Events", "Outlet", "Kafka", "JSON", "TestSupport"]),
         .testTarget(
             name: "ObservabilityTests",
