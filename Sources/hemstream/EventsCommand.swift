@@ -28,6 +28,7 @@ struct EventsCommand: AsyncParsableCommand {
 
         func run() async throws {
             log.bootstrap()
+            do { try StandardDescriptors.requireStandardOutput(for: "the events") } catch { fail("\(error)") }
             let key: [UInt8]?
             switch pii.key() {
             case .success(let k): key = k

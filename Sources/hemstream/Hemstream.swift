@@ -16,4 +16,10 @@ struct Hemstream: AsyncParsableCommand {
             EventsCommand.self,
         ]
     )
+
+    /// Fills closed standard descriptors before the runtime or a library opens anything.
+    static func main() async {
+        _ = StandardDescriptors.closedAtStart
+        await main(nil)
+    }
 }

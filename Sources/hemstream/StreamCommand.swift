@@ -77,6 +77,9 @@ struct StreamCommand: AsyncParsableCommand {
             Console.line("hemstream stream: \(message)")
             return ExitCode.failure
         }
+        if sink == "stdout" {
+            do { try StandardDescriptors.requireStandardOutput(for: "--sink stdout's events") } catch { throw fail("\(error)") }
+        }
         let client: AWSClient
         do { client = try aws.client() } catch { throw fail("\(error)") }
         let key: [UInt8]?

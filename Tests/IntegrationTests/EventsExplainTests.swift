@@ -31,6 +31,27 @@ final class EventsExplainTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("\(file):1: missing Records"), r.stderr)
     }
 
+    /// Started with stdout closed (`>&-`), a mode that writes events there refuses in one line
+    /// instead of writing them into whatever the process opens first (an epoll, a socket).
+    func testExplainAndStreamToStdout_withStdoutClosed_refuseInOneLine() throws {
+        let file = try write(Self.shard)
+        for (arguments, name) in [
+            (["events", "explain", file], "events explain"), (["stream", "--table", "t", "--sink", "stdout"], "stream"),
+        ] {
+            let r = try ChildProcess.run(
+                "/bin/sh", ["-c", #"exec "$0" "$@" >&-"#, Hemstream.binaryPath] + arguments,
+                environment: ["AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"])
+            XCTAssertEqual(r.exitCode, 1, r.stderr)
+            XCTAssertEqual(
+                r.stderr.split(separator: "\n").map(String.init).filter { !$0.isEmpty },
+                [
+                    "hemstream \(name): standard output is closed: "
+                        + (name == "stream" ? "--sink stdout's events" : "the events")
+                        + " would be written nowhere (give the process a stdout)"
+                ])
+        }
+    }
+
     /// The email entry of the hem.updated event's diff.
     func emailChange(_ r: ProcessResult) throws -> JSON? {
         let updated = try r.stdoutLines.map { try JSON.parse($0) }.first { $0["type"] == "hem.updated" }
