@@ -145,8 +145,21 @@ public final class EventPipeline: Sendable {
             return s.inFlight
         }
     }
-    /// A delivery that failed for good (the process must stop without checkpointing past it).
+    /// A delivery that failed for good, or a send that threw (the process must stop without
+    /// checkpointing past it).
     public var fatal: String? { state.withLock { $0.fatal } }
+
+    /// Runs `body`, a send to the outlet. One that throws leaves its events counted outstanding
+    /// and gone from the detector: nothing will acknowledge them, so the pipeline is failed for
+    /// good (a retry of the round that called it would never send them again).
+    func failingForGood<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            state.withLock { s in if s.fatal == nil { s.fatal = "\(error)" } }
+            throw error
+        }
+    }
 
     /// Processes one page of a shard's records, in order. REMOVEs the resolver says are the
     /// departing half of a loader move are acknowledged without an event.
@@ -214,7 +227,7 @@ public final class EventPipeline: Sendable {
         try send(events, tags)
         let sink = self.sink
         for (bytes, seq, tag) in deadLetters {
-            let sent = try sink.send(key: [], value: bytes, headers: nil, tag: tag, toDLQ: true)
+            let sent = try failingForGood { try sink.send(key: [], value: bytes, headers: nil, tag: tag, toDLQ: true) }
             if sent == .blockedPII {
                 // `deadLetter` leaves addresses out, so this is the guard's second line.
                 metrics.piiBlocked.increment()
@@ -229,8 +242,10 @@ public final class EventPipeline: Sendable {
         let sink = self.sink
         var counts = EventCounts()
         defer { counts.add(to: metrics) }
-        try events.withUnsafeBufferPointer { events in
-            for k in events.indices { try emit(events[k], tag: tags[k], sink: sink, counts: &counts) }
+        try failingForGood {
+            try events.withUnsafeBufferPointer { events in
+                for k in events.indices { try emit(events[k], tag: tags[k], sink: sink, counts: &counts) }
+            }
         }
     }
 
@@ -310,7 +325,9 @@ public final class EventPipeline: Sendable {
         let bytes = event.serializedBytes()
         let tag = state.withLock { s in Self.enqueue(&s, positions: [], bytes: bytes) }
         let headers = EventHeaders(id: event["id"]?.stringValue ?? "", type: "stream.gap")
-        if try sink.send(key: Array(hem.utf8), value: bytes, headers: headers, tag: tag, toDLQ: false) != .enqueued {
+        if try failingForGood({ try sink.send(key: Array(hem.utf8), value: bytes, headers: headers, tag: tag, toDLQ: false) })
+            != .enqueued
+        {
             delivered(tag: tag, error: nil)
         }
     }
@@ -325,7 +342,7 @@ public final class EventPipeline: Sendable {
         state.withLock { s in
             s.inFlight -= 1
             metrics.deliveryFailures.increment()
-            if s.fatal == nil { s.fatal = error }
+            if s.fatal == nil { s.fatal = "Kafka delivery failed: \(error)" }
             // Its records stay outstanding: the checkpoint never passes them. Its bytes go.
             _ = s.messages.remove(tag)
         }

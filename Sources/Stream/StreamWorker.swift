@@ -133,7 +133,7 @@ public final class StreamWorker: Sendable {
         var failures = 0
         while true {
             if state.withLock({ $0.stopping || $0.exit != nil }) { break }
-            if let fatal = pipeline.fatal { setExit(.fatal("Kafka delivery failed: \(fatal)")); break }
+            if let fatal = pipeline.fatal { setExit(.fatal(fatal)); break }
             do {
                 try await tick()
                 failures = 0
@@ -652,7 +652,7 @@ public final class StreamWorker: Sendable {
             }
             logger.info("leases released", metadata: ["count": "\(owned.count)"])
         }
-        if let fatal = pipeline.fatal, exit == .stopped { return .fatal("Kafka delivery failed: \(fatal)") }
+        if let fatal = pipeline.fatal, exit == .stopped { return .fatal(fatal) }
         return exit
     }
 }

@@ -18,9 +18,11 @@ final class BackgroundProcess: @unchecked Sendable {
     private let stdoutFile: TemporaryFile?
     private var buffered = Data()
 
-    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdoutToFile: Bool = false)
-        throws
-    {
+    /// `standardOutput`, when given, is where stdout goes instead (e.g. /dev/full).
+    init(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdoutToFile: Bool = false,
+        standardOutput: FileHandle? = nil
+    ) throws {
         stderrFile = try TemporaryFile(name: "stderr")
         stdoutFile = stdoutToFile ? try TemporaryFile(name: "stdout") : nil
         process.executableURL = URL(fileURLWithPath: executable)
@@ -29,7 +31,7 @@ final class BackgroundProcess: @unchecked Sendable {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         process.standardInput = stdin
-        process.standardOutput = try stdoutFile.map { try FileHandle(forWritingTo: $0.url) } ?? stdout
+        process.standardOutput = try standardOutput ?? stdoutFile.map { try FileHandle(forWritingTo: $0.url) } ?? stdout
         process.standardError = try FileHandle(forWritingTo: stderrFile.url)
         try process.run()
     }

@@ -8,10 +8,10 @@ import XCTest
 typealias StreamProcess = BackgroundProcess
 
 extension BackgroundProcess {
-    convenience init(stream arguments: [String], environment: [String: String]) throws {
+    convenience init(stream arguments: [String], environment: [String: String], standardOutput: FileHandle? = nil) throws {
         try self.init(
             Hemstream.binaryPath, ["stream", "--sink", "stdout"] + arguments, environment: environment,
-            stdoutToFile: true)
+            stdoutToFile: true, standardOutput: standardOutput)
     }
 
     var lines: [JSON] { stdoutText.split(separator: "\n").compactMap { try? JSON.parse(String($0)) } }
@@ -36,12 +36,12 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
 
     override func tearDown() { streams?.stop() }
 
-    func start(_ extra: [String] = [], worker: String = "w1") throws -> StreamProcess {
+    func start(_ extra: [String] = [], worker: String = "w1", standardOutput: FileHandle? = nil) throws -> StreamProcess {
         try StreamProcess(
             stream: [
                 "--stream-arn", Self.arn, "--lease-table", leaseTable, "--worker-id", worker, "--pair-window", "0",
                 "--lease-duration", "3", "--checkpoint-interval", "0.2", "--log-level", "debug",
-            ] + extra, environment: env)
+            ] + extra, environment: env, standardOutput: standardOutput)
     }
 
     static func hem(_ n: Int) -> String { String(repeating: "0", count: 56) + String(format: "%08x", n) }
@@ -174,6 +174,31 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
         XCTAssertEqual(gap["data"]?["first_sequence_number_after"]?.stringValue, more[2])
         XCTAssertEqual(events.dropFirst().compactMap { $0["subject"]?.stringValue }, (5..<8).map(Self.hem))
         XCTAssertTrue(reader.stderr.contains("trimmed") && reader.stderr.contains(shard), reader.stderr)
+    }
+
+    /// `--sink stdout` on a stdout that fails (a full disk: /dev/full) while an INSERT without
+    /// `previous_vup_id` settles out of the pairing window on the idle timer (no record after it
+    /// settles it while a page is processed): the reader stops with exit 1 and the reason (it
+    /// retried the round for ever, the event gone), and checkpoints nothing past it: a reader
+    /// started afterwards publishes it.
+    func testStdoutThatCannotBeWritten_stopsTheReaderWithTheReason_andTheEventIsReadAgain() throws {
+        let shard = ScriptedStreamsServer.shardID(1)
+        let insert = ScriptedStreamsServer.record(
+            eventName: "INSERT", keys: ["hem": ["S": .string(Self.hem(0))], "vup_id": ["S": "VUP-1"]],
+            newImage: Self.item(0, domain: "a.invalid"))
+        streams.addShard(id: shard, records: [insert])
+        let full = try XCTUnwrap(FileHandle(forWritingAtPath: "/dev/full"))
+        let failing = try start(standardOutput: full)
+        XCTAssertEqual(failing.wait(upTo: 60), 1, failing.stderr)
+        XCTAssertTrue(failing.stderr.contains("cannot write events to stdout: No space left on device"), failing.stderr)
+
+        let reader = try start()
+        waitFor("the event", reader) { reader.lines.count >= 1 }
+        reader.signal(SIGTERM)
+        XCTAssertEqual(reader.wait(), 0, reader.stderr)
+        XCTAssertEqual(reader.lines.map { $0["subject"]?.stringValue }, [Self.hem(0)])
+        XCTAssertEqual(reader.lines.map { $0["type"]?.stringValue }, ["hem.created"])
+        assertNoEmail(failing.stderr, reader.stderr, reader.stdoutText)
     }
 
     /// A shard read to its end and then trimmed from the stream loses its lease at the next
