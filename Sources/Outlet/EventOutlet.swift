@@ -26,8 +26,6 @@ public struct EventHeaders: Sendable {
 public enum Sent: Sendable, Equatable {
     /// Enqueued: its acknowledgement comes back later, by tag.
     case enqueued
-    /// Written and acknowledged at once (stdout).
-    case acknowledged
     /// Held an email-shaped value (the PII guard): not sent, and never to be.
     case blockedPII
     /// Not enqueued: the caller asked to stop while the producer's queue was full.
@@ -46,6 +44,10 @@ public protocol EventOutlet: Sendable {
     /// (as the event scanner or the detector found them), PII guard first; the same promise
     /// about `value` as `send`. Kafka sends it from those bytes: no key array or header Strings.
     func send(event value: [UInt8], _ fields: EventScanner.Fields, tag: UInt64) throws -> Sent
+    /// Sends on what the outlet holds back from the events given since the last call (stdout
+    /// writes its lines); called after each batch (a page's events, a settling). Kafka's
+    /// producer batches on its own: nothing to do there.
+    func endOfBatch() throws
     /// Waits up to `timeout` for everything sent to be acknowledged; true when nothing is left.
     func flush(timeout: Duration) async -> Bool
     /// Flushes within `timeout`; what is still unacknowledged then is failed by report.
@@ -53,6 +55,8 @@ public protocol EventOutlet: Sendable {
 }
 
 extension EventOutlet {
+    public func endOfBatch() throws {}
+
     /// `send(key:value:headers:…)` with the key and headers read out of `value`.
     public func send(event value: [UInt8], _ f: EventScanner.Fields, tag: UInt64) throws -> Sent {
         func text(_ r: Range<Int>?) -> String? { r.map { String(decoding: value[$0], as: UTF8.self) } }
@@ -204,48 +208,78 @@ public final class KafkaOutlet: EventOutlet {
     public func reachable() -> Bool { (try? events.metadata(timeout: .seconds(2))) != nil }
 }
 
-/// Events as NDJSON on stdout (`--sink stdout`): audits and debugging. A line written is
-/// acknowledged; the PII guard applies here too. Each line is one `write(2)` of the event and
-/// its newline, copied into one reused buffer (no key, headers or `Data` made per event: those
-/// made this sink cost more CPU per event than producing to Kafka).
+/// Events as NDJSON on stdout (`--sink stdout`): audits and debugging. The PII guard applies
+/// here too. Lines are gathered and written at the end of each batch (a page's events), or when
+/// a megabyte is waiting, with as few `write(2)`s as the descriptor takes; each line's
+/// acknowledgement comes back by tag once it is written, so the checkpoint never passes a line
+/// not yet written. (A `write(2)` per line made this sink cost more CPU than producing to Kafka.)
 public final class StdoutOutlet: EventOutlet {
-    let line = Mutex<[UInt8]>([])
+    struct Pending {
+        var bytes: [UInt8] = []
+        var tags: [UInt64] = []
+    }
+    let pending = Mutex(Pending())
     let descriptor: Int32
-    /// `descriptor`: where lines go (standard output; a test gives a pipe).
-    public init(descriptor: Int32 = STDOUT_FILENO) { self.descriptor = descriptor }
+    let onWritten: @Sendable (UInt64) -> Void
+    /// Lines waiting at most, in bytes, before they are written without waiting for the batch end.
+    static let batchBytes = 1 << 20
+
+    /// `descriptor`: where lines go (standard output; a test gives a pipe). `onWritten` gets the
+    /// tag of each line once it is written.
+    public init(descriptor: Int32 = STDOUT_FILENO, onWritten: @escaping @Sendable (UInt64) -> Void) {
+        self.descriptor = descriptor
+        self.onWritten = onWritten
+    }
 
     public func send(key: [UInt8], value: [UInt8], headers: EventHeaders?, tag: UInt64, toDLQ: Bool) throws -> Sent {
-        try write(value)
+        try add(value, tag: tag)
     }
 
     /// The event as it is: stdout has no key or headers to read out of it.
     public func send(event value: [UInt8], _ fields: EventScanner.Fields, tag: UInt64) throws -> Sent {
-        try write(value)
+        try add(value, tag: tag)
     }
 
-    func write(_ value: [UInt8]) throws -> Sent {
+    func add(_ value: [UInt8], tag: UInt64) throws -> Sent {
         if PIIGuard.containsEmailAddress(value) { return .blockedPII }
-        try line.withLock { buffer in
-            buffer.removeAll(keepingCapacity: true)
-            buffer.append(contentsOf: value)
-            buffer.append(10)
-            try buffer.withUnsafeBytes { bytes in
-                var done = 0
+        let full = pending.withLock { p in
+            p.bytes.append(contentsOf: value)
+            p.bytes.append(10)
+            p.tags.append(tag)
+            return p.bytes.count >= Self.batchBytes
+        }
+        if full { try endOfBatch() }
+        return .enqueued
+    }
+
+    /// Writes the lines waiting, then acknowledges them. A failed write keeps them unacknowledged.
+    public func endOfBatch() throws {
+        let written = try pending.withLock { p -> [UInt64] in
+            var done = 0
+            let failed = p.bytes.withUnsafeBytes { bytes -> Int32? in
                 while done < bytes.count {
                     let n = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
                     if n < 0 {
                         if errno == EINTR { continue }
-                        throw StdoutOutletError(errno: errno)
+                        return errno
                     }
                     done += n
                 }
+                return nil
             }
+            if let failed {
+                p.bytes.removeFirst(done)  // a later call writes on from where this one stopped
+                throw StdoutOutletError(errno: failed)
+            }
+            p.bytes.removeAll(keepingCapacity: true)
+            defer { p.tags.removeAll(keepingCapacity: true) }
+            return p.tags
         }
-        return .acknowledged
+        for tag in written { onWritten(tag) }
     }
 
-    public func flush(timeout: Duration) async -> Bool { true }
-    public func close(timeout: Duration) {}
+    public func flush(timeout: Duration) async -> Bool { (try? endOfBatch()) != nil }
+    public func close(timeout: Duration) { try? endOfBatch() }
 }
 
 /// Standard output could not be written (closed pipe, full disk): the events since the last

@@ -331,7 +331,7 @@ public final class NDJSONPublisher: Sendable {
 
     private func outcome(_ sent: Sent) -> Outcome {
         switch sent {
-        case .enqueued, .acknowledged: return .sent
+        case .enqueued: return .sent
         case .blockedPII: return .rejected(Self.holdsPII)
         case .stopped: return .notSent("stopped while the producer queue was full")
         }

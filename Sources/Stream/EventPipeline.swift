@@ -235,6 +235,7 @@ public final class EventPipeline: Sendable {
             }
             if sent != .enqueued { delivered(tag: tag, error: nil) }
         }
+        if !deadLetters.isEmpty { try failingForGood { try sink.endOfBatch() } }
     }
 
     /// Sends `events` (in order, each with its tag), read in place.
@@ -246,6 +247,7 @@ public final class EventPipeline: Sendable {
             try events.withUnsafeBufferPointer { events in
                 for k in events.indices { try emit(events[k], tag: tags[k], sink: sink, counts: &counts) }
             }
+            try sink.endOfBatch()
         }
     }
 
@@ -325,11 +327,12 @@ public final class EventPipeline: Sendable {
         let bytes = event.serializedBytes()
         let tag = state.withLock { s in Self.enqueue(&s, positions: [], bytes: bytes) }
         let headers = EventHeaders(id: event["id"]?.stringValue ?? "", type: "stream.gap")
-        if try failingForGood({ try sink.send(key: Array(hem.utf8), value: bytes, headers: headers, tag: tag, toDLQ: false) })
-            != .enqueued
-        {
-            delivered(tag: tag, error: nil)
+        let sent = try failingForGood {
+            let sent = try sink.send(key: Array(hem.utf8), value: bytes, headers: headers, tag: tag, toDLQ: false)
+            try sink.endOfBatch()
+            return sent
         }
+        if sent != .enqueued { delivered(tag: tag, error: nil) }
     }
 
     /// The broker's answer for a tag. An acknowledgement is queued for `applyAcks`; a failure

@@ -98,7 +98,7 @@ struct StreamCommand: AsyncParsableCommand {
         var mock: KafkaMockCluster?
         var kafkaSink: KafkaOutlet?
         if sink == "stdout" {
-            pipeline.attach(StdoutOutlet())
+            pipeline.attach(StdoutOutlet { [weak pipeline] tag in pipeline?.delivered(tag: tag, error: nil) })
         } else {
             do {
                 // Never give up on a message while the brokers are away: the checkpoint waits.
