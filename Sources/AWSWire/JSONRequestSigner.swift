@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import JSON
 import Synchronization
 
 /// The hot path of JSON 1.0 calls (DynamoDB, Streams): a POST to one fixed endpoint path with
@@ -204,15 +205,10 @@ struct AmzDate: Sendable {
     }
 }
 
-private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
 /// Writes the lowercase hex of `digest` over `out[at..<at + 2 * count]`.
-private func appendHex<D: Sequence>(_ digest: D, into out: inout [UInt8], at: Int) where D.Element == UInt8 {
-    var i = at
-    for byte in digest {
-        out[i] = hexDigits[Int(byte >> 4)]
-        out[i + 1] = hexDigits[Int(byte & 0x0F)]
-        i += 2
+private func appendHex(_ digest: some ContiguousBytes, into out: inout [UInt8], at: Int) {
+    digest.withUnsafeBytes { raw in
+        out.withUnsafeMutableBufferPointer { Hex.write(raw, to: $0.baseAddress! + at) }
     }
 }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import JSON
 
 /// AWS Signature Version 4 (header form), written against the published SigV4 test suite.
 /// Paths are given decoded and encoded once (S3's rule); every service this tool calls
@@ -165,13 +166,5 @@ func sha256Hex(_ bytes: [UInt8]) -> String {
     hex(SHA256.hash(data: bytes))
 }
 
-func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-    let digits = Array("0123456789abcdef".utf8)
-    var out = [UInt8]()
-    for byte in digest {
-        out.append(digits[Int(byte >> 4)])
-        out.append(digits[Int(byte & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
+func hex(_ digest: some ContiguousBytes) -> String { digest.withUnsafeBytes(Hex.string) }
 

@@ -355,7 +355,8 @@ public struct ChangeDetector: Sendable {
     /// HMAC-SHA256 of a value's canonical JSON text, with the operator's key (none: no hash).
     func hash(_ canonicalValue: UnsafeBufferPointer<UInt8>) -> String? {
         guard let key = piiKey else { return nil }
-        return Self.hex(HMAC<SHA256>.authenticationCode(for: Array(canonicalValue), using: SymmetricKey(data: key)))
+        return HMAC<SHA256>.authenticationCode(for: Array(canonicalValue), using: SymmetricKey(data: key))
+            .withUnsafeBytes(Hex.string)
     }
 
     /// Writes the field-level diff over non-key, non-bookkeeping attributes (absent image: no
@@ -551,12 +552,7 @@ public struct ChangeDetector: Sendable {
         let digest = eventDigest(hem: hem, positions: positions)
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 66) { out in
             out[0] = 0x22
-            digest.withUnsafeBytes { raw in
-                for (i, b) in raw.enumerated() {
-                    out[1 + 2 * i] = hexDigits[Int(b >> 4)]
-                    out[2 + 2 * i] = hexDigits[Int(b & 15)]
-                }
-            }
+            digest.withUnsafeBytes { Hex.write($0, to: out.baseAddress! + 1) }
             out[65] = 0x22
             w.appendLiteral(UnsafeBufferPointer(out))
         }
@@ -614,21 +610,6 @@ public struct ChangeDetector: Sendable {
         return sha.finalize()
     }
 
-    static let hexDigits = Array("0123456789abcdef".utf8)
-
-    /// Lowercase hex of a digest or MAC, written straight into the string's storage (per byte
-    /// String(format:) was a hot spot, and an array on the way an allocation per event).
-    public static func hex(_ bytes: some ContiguousBytes) -> String {
-        bytes.withUnsafeBytes { raw in
-            String(unsafeUninitializedCapacity: raw.count * 2) { out in
-                for (i, b) in raw.enumerated() {
-                    out[2 * i] = hexDigits[Int(b >> 4)]
-                    out[2 * i + 1] = hexDigits[Int(b & 15)]
-                }
-                return raw.count * 2
-            }
-        }
-    }
 
     /// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a formatter per event.
     public static func utcTimestamp(_ epoch: Double) -> String {

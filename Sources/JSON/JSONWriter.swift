@@ -123,8 +123,6 @@ public struct JSONWriter: Sendable {
         s.withUTF8 { appendQuoted(utf8: $0) }
     }
 
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
-
     /// Eight bytes (little-endian) at a time: nonzero when one of them may be a quote, a
     /// backslash or a control byte (what JSON strings escape; a false alarm only beside a true
     /// one). The one such test for the writer here and the fast string scans of the Events module.
@@ -184,8 +182,8 @@ public struct JSONWriter: Sendable {
             case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
             default:
                 bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30])
-                bytes.append(Self.hex[Int(c >> 4)])
-                bytes.append(Self.hex[Int(c & 0xF)])
+                bytes.append(Hex.digits[Int(c >> 4)])
+                bytes.append(Hex.digits[Int(c & 0xF)])
             }
             i += 1
             runStart = i

@@ -597,7 +597,7 @@ public final class StreamWorker: Sendable {
 
     func sendGap(shard: String, arn: String, before: String?, after: String?) throws {
         let idInput = "gap|\(arn)|\(shard)|\(before ?? "")|\(after ?? "")"
-        let id = ChangeDetector.hex(SHA256.hash(data: Array(idInput.utf8)))
+        let id = SHA256.hash(data: Array(idInput.utf8)).withUnsafeBytes(Hex.string)
         let event: JSON = [
             "specversion": "1.0", "id": .string(id), "source": .string("aws:dynamodb:\(options.region):\(options.table)"),
             "type": "stream.gap", "subject": .string(shard), "time": .string(ChangeDetector.utcTimestamp(Date().timeIntervalSince1970)),
