@@ -98,6 +98,9 @@ struct StreamCommand: AsyncParsableCommand {
         var mock: KafkaMockCluster?
         var kafkaSink: KafkaOutlet?
         if sink == "stdout" {
+            // A reader of stdout that goes away (`| head`) is a write error with its reason and
+            // exit 1, not a silent death by SIGPIPE.
+            signal(SIGPIPE, SIG_IGN)
             pipeline.attach(StdoutOutlet { [weak pipeline] tag in pipeline?.delivered(tag: tag, error: nil) })
         } else {
             do {

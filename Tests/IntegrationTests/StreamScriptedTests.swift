@@ -201,6 +201,22 @@ final class StreamScriptedTests: XCTestCase, @unchecked Sendable {
         assertNoEmail(failing.stderr, reader.stderr, reader.stdoutText)
     }
 
+    /// `--sink stdout | true`: the reader of stdout is gone before the first line; the stream
+    /// reader says so and exits 1 (it died by SIGPIPE without a word).
+    func testStdoutReaderThatGoesAway_stopsTheReaderWithTheReason() throws {
+        streams.addShard(id: ScriptedStreamsServer.shardID(1), records: [Self.modify(0, "a", "b")])
+        let r = try ChildProcess.run(
+            "/bin/bash",
+            [
+                "-c", #""$0" "$@" | true; exit "${PIPESTATUS[0]}""#, Hemstream.binaryPath,
+                "stream", "--sink", "stdout", "--stream-arn", Self.arn, "--lease-table", leaseTable, "--worker-id", "w1",
+                "--pair-window", "0",
+            ], environment: env, timeout: 120)
+        XCTAssertEqual(r.exitCode, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("cannot write events to stdout: Broken pipe"), r.stderr)
+        assertNoEmail(r.stderr, r.stdout)
+    }
+
     /// A shard read to its end and then trimmed from the stream loses its lease at the next
     /// listing; a shard not at SHARD_END keeps its lease whatever the stream says.
     func testFinishedShardTrimmedFromTheStream_hasItsLeaseDeleted() throws {
