@@ -224,7 +224,7 @@ public final class StdoutOutlet: EventOutlet {
     /// Lines waiting at most, in bytes, before they are written without waiting for the batch end.
     static let batchBytes = 1 << 20
 
-    /// `descriptor`: where lines go (standard output; a test gives a pipe). `onWritten` gets the
+    /// `descriptor`: where lines go (standard output; a test gives a file). `onWritten` gets the
     /// tag of each line once it is written.
     public init(descriptor: Int32 = STDOUT_FILENO, onWritten: @escaping @Sendable (UInt64) -> Void) {
         self.descriptor = descriptor
