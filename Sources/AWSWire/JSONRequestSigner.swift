@@ -208,7 +208,10 @@ struct AmzDate: Sendable {
 /// Writes the lowercase hex of `digest` over `out[at..<at + 2 * count]`.
 private func appendHex(_ digest: some ContiguousBytes, into out: inout [UInt8], at: Int) {
     digest.withUnsafeBytes { raw in
-        out.withUnsafeMutableBufferPointer { Hex.write(raw, to: $0.baseAddress! + at) }
+        out.withUnsafeMutableBufferPointer { buffer in
+            precondition(at >= 0 && at + 2 * raw.count <= buffer.count, "the hex must fit where it is written")
+            Hex.write(raw, to: buffer.baseAddress! + at)
+        }
     }
 }
 

@@ -610,7 +610,6 @@ public struct ChangeDetector: Sendable {
         return sha.finalize()
     }
 
-
     /// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a formatter per event.
     public static func utcTimestamp(_ epoch: Double) -> String {
         String(unsafeUninitializedCapacity: 20) { writeUTCTimestamp(epoch, into: $0) }

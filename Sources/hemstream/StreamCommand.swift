@@ -77,9 +77,6 @@ struct StreamCommand: AsyncParsableCommand {
             Console.line("hemstream stream: \(message)")
             return ExitCode.failure
         }
-        if sink == "stdout" {
-            do { try StandardDescriptors.requireStandardOutput(for: "--sink stdout's events") } catch { throw fail("\(error)") }
-        }
         let client: AWSClient
         do { client = try aws.client() } catch { throw fail("\(error)") }
         let key: [UInt8]?
@@ -98,6 +95,7 @@ struct StreamCommand: AsyncParsableCommand {
         var mock: KafkaMockCluster?
         var kafkaSink: KafkaOutlet?
         if sink == "stdout" {
+            do { try StandardDescriptors.requireStandardOutput(for: "--sink stdout's events") } catch { throw fail("\(error)") }
             // A reader of stdout that goes away (`| head`) is a write error with its reason and
             // exit 1, not a silent death by SIGPIPE.
             signal(SIGPIPE, SIG_IGN)
